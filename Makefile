@@ -1,0 +1,33 @@
+# drbot — developer entry points. `make test` is the one command CI runs.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOFILES      = $(shell find . -name '*.go' -not -path './.cache/*' -not -path './tools/*/vendor/*')
+
+.PHONY: all build test unit lint fmt-check vet staticcheck clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+## test: lint, then every test with the race detector (the README's test command).
+test: lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## unit: the tests alone, without lint.
+unit:
+	$(GO) test -race -count=1 ./...
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -rf bin dist
