@@ -81,8 +81,10 @@ type StepRecord struct {
 	StepID     string            `json:"step_id"`
 	Status     StepStatus        `json:"status"`
 	Attempt    int               `json:"attempt"`
-	Budget     int               `json:"budget,omitempty"` // attempts allowed before the step parks as failed; raised by Retry
-	GateRound  int               `json:"gate_round,omitempty"`
+	Budget     int               `json:"budget,omitempty"`     // attempts allowed before the step parks as failed; raised by Retry
+	GateRound  int               `json:"gate_round,omitempty"` // how many times the gate has asked; a rejection and a Retry ask again
+	Rejected   bool              `json:"rejected,omitempty"`   // the current failure is a gate rejection, not an action error
+	Failures   int               `json:"failures,omitempty"`   // times the step parked as failed; keys the operator's decision
 	StartedAt  time.Time         `json:"started_at,omitzero"`
 	FinishedAt time.Time         `json:"finished_at,omitzero"`
 	Error      string            `json:"error,omitempty"`

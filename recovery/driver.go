@@ -1,0 +1,487 @@
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/drbot/drbot/state"
+)
+
+// driver runs one run. Its loop goroutine owns the run record and every
+// step record that is not running; a worker goroutine owns its step's
+// record while the action runs. Every change is journaled before the next
+// side effect.
+type driver struct {
+	e    *Engine
+	book *Runbook
+	run  state.Run
+	log  *slog.Logger
+
+	recs    map[string]state.StepRecord
+	running map[string]bool
+	results chan stepResult
+	signal  chan struct{}
+	done    chan struct{}
+
+	ctx      context.Context // ends on abort or engine shutdown
+	cancel   context.CancelFunc
+	aborting atomic.Bool
+	abortBy  string
+}
+
+type stepResult struct {
+	rec      state.StepRecord
+	shutdown bool // the engine stopped mid-step: nothing journaled, resume re-runs it
+}
+
+func newDriver(e *Engine, run state.Run) *driver {
+	ctx, cancel := context.WithCancel(e.ctx)
+	return &driver{
+		e: e, book: e.book.ForMode(run.Mode), run: run,
+		log:     e.log.With("run_id", run.ID, "target", run.Target),
+		recs:    map[string]state.StepRecord{},
+		running: map[string]bool{},
+		results: make(chan stepResult),
+		signal:  make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		ctx:     ctx, cancel: cancel,
+	}
+}
+
+// poke wakes the loop after a decision was recorded.
+func (d *driver) poke() {
+	select {
+	case d.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (d *driver) loop() {
+	defer close(d.done)
+	defer d.cancel()
+	if err := d.load(); err != nil {
+		d.log.Error("loading run journal; the run stays as it is until drbot restarts", "err", err)
+		return
+	}
+	for {
+		if d.e.ctx.Err() != nil {
+			d.drainOnShutdown()
+			return
+		}
+		if err := d.applyDecisions(); err != nil {
+			d.log.Error("applying decisions", "err", err)
+		}
+		if d.aborting.Load() {
+			if len(d.running) == 0 {
+				d.finish(state.RunAborted, "aborted by "+d.abortBy)
+				return
+			}
+		} else {
+			d.launchReady()
+			if len(d.running) == 0 && d.settle() {
+				return
+			}
+		}
+		select {
+		case r := <-d.results:
+			delete(d.running, r.rec.StepID)
+			if !r.shutdown {
+				d.recs[r.rec.StepID] = r.rec
+			}
+		case <-d.signal:
+		case <-d.e.ctx.Done():
+		}
+	}
+}
+
+// load reads the journal. A step found running was interrupted by a crash:
+// it is put back to pending (its action is idempotent and runs again), and
+// the interrupted attempt does not use up the retry budget.
+func (d *driver) load() error {
+	var recs map[string]state.StepRecord
+	if err := d.e.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(d.run.ID); return }); err != nil {
+		return err
+	}
+	now := d.e.store.Now()
+	for _, s := range d.book.Steps() {
+		rec, ok := recs[s.ID]
+		if !ok {
+			rec = state.StepRecord{RunID: d.run.ID, StepID: s.ID, Status: state.StepPending}
+		}
+		if rec.Status == state.StepRunning {
+			rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "interrupted"})
+			rec.Status = state.StepPending
+			rec.Budget++
+			if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }); err != nil {
+				return err
+			}
+			d.log.Info("step was running when drbot stopped; it will run again", "step", s.ID, "attempt", rec.Attempt)
+		}
+		d.recs[s.ID] = rec
+	}
+	return nil
+}
+
+// commit journals a change and its events in one transaction, retrying a
+// failing disk for as long as the engine lives: acting without a journal
+// entry would break resumption.
+func (d *driver) commit(fn func(tx *state.Tx) error, evs ...Event) error {
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		err := d.e.store.Update(func(tx *state.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return enqueue(tx, evs...)
+		})
+		if err == nil {
+			if len(evs) > 0 {
+				d.e.wake()
+			}
+			return nil
+		}
+		d.log.Error("writing journal", "err", err)
+		select {
+		case <-time.After(wait):
+		case <-d.e.ctx.Done():
+			return fmt.Errorf("writing journal: %w (engine stopping)", err)
+		}
+	}
+}
+
+func (d *driver) stepEvent(s Step, kind EventKind, keySuffix string, rec state.StepRecord) Event {
+	return Event{
+		Key: fmt.Sprintf("%s/%s/%s", d.run.ID, s.ID, keySuffix), Kind: kind, RunID: d.run.ID, Target: d.run.Target, Mode: d.run.Mode,
+		StepID: s.ID, Title: s.Title, Phase: s.Phase, Gate: s.Gate, Attempt: rec.Attempt, Error: rec.Error, Time: d.e.store.Now(),
+	}
+}
+
+// applyDecisions acts on decisions recorded since the loop last looked.
+func (d *driver) applyDecisions() error {
+	var abort state.Decision
+	var aborted bool
+	decisions := map[string]state.Decision{}
+	err := d.e.store.View(func(tx *state.Tx) error {
+		var err error
+		if abort, aborted, err = tx.Decision(d.run.ID + "/abort"); err != nil {
+			return err
+		}
+		for id, rec := range d.recs {
+			var key string
+			switch rec.Status {
+			case state.StepWaiting:
+				key = gateKey(d.run.ID, id, rec.GateRound)
+			case state.StepFailed:
+				key = failureKey(d.run.ID, id, rec.Failures)
+			default:
+				continue
+			}
+			if dec, ok, err := tx.Decision(key); err != nil {
+				return err
+			} else if ok {
+				decisions[id] = dec
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if aborted && !d.aborting.Load() {
+		d.abortBy = abort.By
+		d.aborting.Store(true)
+		d.cancel() // running actions see their context end
+		d.log.Info("run aborted", "by", abort.By)
+		return nil
+	}
+	for _, id := range sortedKeys(decisions) {
+		dec, rec := decisions[id], d.recs[id]
+		s, _ := d.book.Step(id)
+		switch DecisionKind(dec.Kind) {
+		case DecideApprove:
+			// launchReady starts the action: the gate's round is approved.
+		case DecideReject:
+			rec.Status, rec.Rejected, rec.Failures = state.StepFailed, true, rec.Failures+1
+			rec.Error = fmt.Sprintf("rejected at the %s gate by %s", s.Gate, dec.By)
+			if dec.Reason != "" {
+				rec.Error += ": " + dec.Reason
+			}
+			if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepFailed, fmt.Sprintf("failed/%d", rec.Failures), rec)); err != nil {
+				return err
+			}
+		case DecideRetry:
+			if rec.Rejected {
+				rec.GateRound++ // ask the gate again
+			}
+			rec.Status, rec.Rejected, rec.Error = state.StepPending, false, ""
+			rec.Budget = rec.Attempt + d.e.opts.Retry.MaxAttempts
+			if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }); err != nil {
+				return err
+			}
+		case DecideSkip:
+			rec.Status = state.StepSkipped
+			rec.FinishedAt = d.e.store.Now()
+			ev := d.stepEvent(s, EventStepSkipped, fmt.Sprintf("skipped/%d", rec.Failures), rec)
+			ev.Actor = dec.By
+			if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, ev); err != nil {
+				return err
+			}
+		}
+		d.recs[id] = rec
+	}
+	return nil
+}
+
+// launchReady starts every step whose dependencies are done, up to the
+// concurrency bound, and parks gated steps at their gate.
+func (d *driver) launchReady() {
+	for _, s := range d.book.Steps() {
+		if len(d.running) >= d.e.opts.Concurrency {
+			return
+		}
+		rec := d.recs[s.ID]
+		if d.running[s.ID] || (rec.Status != state.StepPending && rec.Status != state.StepWaiting) || !d.depsDone(s) {
+			continue
+		}
+		if s.Gate != GateNone && !d.gateApproved(s, &rec) {
+			continue
+		}
+		if rec.Budget == 0 {
+			rec.Budget = d.e.opts.Retry.MaxAttempts
+		}
+		if d.run.Status != state.RunRunning {
+			d.setRunStatus(state.RunRunning)
+		}
+		d.running[s.ID] = true
+		go d.execute(s, rec)
+	}
+}
+
+// gateApproved reports whether the step's current gate round is approved.
+// If the gate has not asked yet, it asks: the step waits and the event
+// carries its dependencies' outputs for the approval message.
+func (d *driver) gateApproved(s Step, rec *state.StepRecord) bool {
+	if rec.GateRound == 0 {
+		rec.GateRound = 1
+	}
+	var dec state.Decision
+	var decided bool
+	_ = d.e.store.View(func(tx *state.Tx) (err error) {
+		dec, decided, err = tx.Decision(gateKey(d.run.ID, s.ID, rec.GateRound))
+		return err
+	})
+	if decided && DecisionKind(dec.Kind) == DecideApprove {
+		return true
+	}
+	if rec.Status == state.StepWaiting {
+		return false
+	}
+	rec.Status = state.StepWaiting
+	ev := d.stepEvent(s, EventGateWaiting, fmt.Sprintf("gate/%d", rec.GateRound), *rec)
+	ev.Fields = map[string]string{}
+	for _, dep := range s.DependsOn {
+		for k, v := range d.recs[dep].Outputs {
+			ev.Fields[dep+"."+k] = v
+		}
+	}
+	r := *rec
+	if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(r) }, ev); err != nil {
+		return false
+	}
+	d.recs[s.ID] = r
+	d.log.Info("waiting at gate", "step", s.ID, "gate", s.Gate, "round", r.GateRound)
+	return false
+}
+
+func (d *driver) depsDone(s Step) bool {
+	for _, dep := range s.DependsOn {
+		if !d.recs[dep].Status.Done() {
+			return false
+		}
+	}
+	return true
+}
+
+// settle is called when nothing is running. It finishes the run when
+// every step is done, and marks it blocked when a failed step needs an
+// operator. It reports whether the run finished.
+func (d *driver) settle() bool {
+	allDone, failed := true, 0
+	for _, rec := range d.recs {
+		if !rec.Status.Done() {
+			allDone = false
+		}
+		if rec.Status == state.StepFailed {
+			failed++
+		}
+	}
+	switch {
+	case allDone:
+		d.finish(state.RunSucceeded, "")
+		return true
+	case failed > 0 && d.run.Status != state.RunBlocked:
+		total := 0
+		for _, rec := range d.recs {
+			total += rec.Failures
+		}
+		d.run.Status = state.RunBlocked
+		run := d.run
+		ev := runEvent(run, EventRunBlocked, fmt.Sprintf("blocked/%d", total), d.e.store.Now(), func(ev *Event) {
+			ev.Message = fmt.Sprintf("%d failed step(s) need a decision: Retry, Skip or Abort", failed)
+		})
+		_ = d.commit(func(tx *state.Tx) error { return tx.PutRun(run) }, ev)
+		d.log.Warn("run blocked", "failed_steps", failed)
+	}
+	return false
+}
+
+func (d *driver) setRunStatus(st state.RunStatus) {
+	d.run.Status = st
+	run := d.run
+	_ = d.commit(func(tx *state.Tx) error { return tx.PutRun(run) })
+}
+
+// finish ends the run, releases the target and reports the outcome.
+func (d *driver) finish(st state.RunStatus, msg string) {
+	now := d.e.store.Now()
+	d.run.Status, d.run.FinishedAt, d.run.Error = st, now, msg
+	run := d.run
+	kind := map[state.RunStatus]EventKind{state.RunSucceeded: EventRunSucceeded, state.RunFailed: EventRunFailed, state.RunAborted: EventRunAborted}[st]
+	ev := runEvent(run, kind, "finished", now, func(ev *Event) {
+		ev.Message = msg
+		ev.Fields = map[string]string{"duration": now.Sub(run.StartedAt).Round(time.Second).String()}
+	})
+	err := d.commit(func(tx *state.Tx) error {
+		if err := tx.PutRun(run); err != nil {
+			return err
+		}
+		if err := tx.ReleaseLock(run.Target, run.ID); err != nil {
+			return err
+		}
+		return tx.Audit(state.AuditEntry{Actor: "drbot", Action: "run.finish", RunID: run.ID, Target: run.Target, Result: string(st)})
+	}, ev)
+	if err != nil {
+		d.log.Error("recording run end", "err", err)
+		return
+	}
+	d.log.Info("run finished", "status", st, "duration", now.Sub(run.StartedAt).Round(time.Second))
+}
+
+// drainOnShutdown waits for running actions to return after the engine's
+// context ended. Nothing is journaled for them: resume re-runs them.
+func (d *driver) drainOnShutdown() {
+	for len(d.running) > 0 {
+		r := <-d.results
+		delete(d.running, r.rec.StepID)
+	}
+}
+
+// execute runs one step's attempts until it succeeds, fails for good, is
+// cancelled by an abort, or the engine stops.
+func (d *driver) execute(s Step, rec state.StepRecord) {
+	log := d.log.With("step", s.ID)
+	result := func(shutdown bool) { d.results <- stepResult{rec: rec, shutdown: shutdown} }
+	for {
+		rec.Attempt++
+		rec.Status, rec.StartedAt, rec.FinishedAt, rec.Error, rec.Retryable = state.StepRunning, d.e.store.Now(), time.Time{}, "", false
+		// Journal first, then act.
+		if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepStarted, fmt.Sprintf("started/%d", rec.Attempt), rec)); err != nil {
+			result(true)
+			return
+		}
+		log.Info("step started", "attempt", rec.Attempt)
+		sc := &StepContext{d: d, step: s, rec: &rec, Logger: log.With("attempt", rec.Attempt)}
+		res, err := callAction(d.ctx, s.Action, sc)
+		now := d.e.store.Now()
+		if err == nil {
+			rec.Status, rec.FinishedAt, rec.Outputs = state.StepSucceeded, now, mergeOutputs(rec.Outputs, res.Outputs)
+			rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "succeeded"})
+			if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepSucceeded, fmt.Sprintf("succeeded/%d", rec.Attempt), rec)) != nil {
+				result(true)
+				return
+			}
+			log.Info("step succeeded", "attempt", rec.Attempt, "took", now.Sub(rec.StartedAt).Round(time.Millisecond))
+			result(false)
+			return
+		}
+		if d.ctx.Err() != nil {
+			if !d.aborting.Load() {
+				result(true) // engine stopping: leave the journal saying running
+				return
+			}
+			rec.Status, rec.FinishedAt, rec.Error = state.StepCancelled, now, "cancelled by abort"
+			rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "cancelled"})
+			_ = d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepCancelled, fmt.Sprintf("cancelled/%d", rec.Attempt), rec))
+			result(false)
+			return
+		}
+		retryable := IsRetryable(err)
+		rec.Error, rec.Retryable = err.Error(), retryable
+		rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "failed", Error: err.Error()})
+		if retryable && rec.Attempt < rec.Budget {
+			wait := d.e.opts.Retry.Backoff(rec.Attempt)
+			ev := d.stepEvent(s, EventStepRetrying, fmt.Sprintf("retrying/%d", rec.Attempt), rec)
+			ev.Fields = map[string]string{"backoff": wait.Round(time.Millisecond).String(), "budget": fmt.Sprint(rec.Budget)}
+			if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, ev) != nil {
+				result(true)
+				return
+			}
+			log.Warn("step failed, retrying", "attempt", rec.Attempt, "backoff", wait, "err", err)
+			select {
+			case <-time.After(wait):
+				continue
+			case <-d.ctx.Done():
+				continue // the next attempt sees the cancelled context and records it
+			}
+		}
+		rec.Status, rec.FinishedAt, rec.Failures = state.StepFailed, now, rec.Failures+1
+		if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepFailed, fmt.Sprintf("failed/%d", rec.Failures), rec)) != nil {
+			result(true)
+			return
+		}
+		log.Error("step failed", "attempt", rec.Attempt, "retryable", retryable, "err", err)
+		result(false)
+		return
+	}
+}
+
+// callAction runs the action, turning a panic into a permanent error so one
+// bad integration cannot take the bot down.
+func callAction(ctx context.Context, a Action, sc *StepContext) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = Permanent(fmt.Errorf("step panicked: %v\n%s", p, debug.Stack()))
+		}
+	}()
+	if ctx.Err() != nil {
+		return Result{}, ctx.Err()
+	}
+	return a(ctx, sc)
+}
+
+func mergeOutputs(prev, next map[string]string) map[string]string {
+	if len(prev) == 0 && len(next) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for k, v := range prev {
+		out[k] = v
+	}
+	for k, v := range next {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
