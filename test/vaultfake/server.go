@@ -1,0 +1,448 @@
+// Package vaultfake is a stateful stand-in for the part of the Vault HTTP API
+// that drbot uses: auth mounts, the Kubernetes auth method (config and roles),
+// ACL policies, sys/capabilities-self and KV v2 reads. It is driven by the real
+// github.com/hashicorp/vault/api client in tests.
+//
+// Fidelity notes (where the fake knowingly differs from Vault):
+//   - Every token is checked against its ACL policies on every request, using
+//     Vault's path-matching priority rules. Writes are allowed with either
+//     "create" or "update" (Vault picks one with an existence check). The
+//     implicit "default" policy is not modelled, except that any valid token may
+//     call sys/capabilities-self and auth/token/lookup-self, as "default" allows.
+//   - Only the kubernetes auth method and KV version 2 engines have endpoints;
+//     other mount types can be enabled but any request to them is unexpected.
+//   - Login, leases, wrapping and namespaces are not modelled.
+//   - auth/<mount>/config is stricter than Vault: kubernetes_ca_cert, when set,
+//     must hold a PEM certificate (catches a base64 DescribeCluster CA passed
+//     as-is) and an invalid token_reviewer_jwt is a 400 (Vault answers 500).
+//
+// Any request the fake does not understand is answered 404/405 with a
+// Vault-style error, recorded in Unexpected, and fails the test at cleanup
+// unless AllowUnexpected was called.
+package vaultfake
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Call is one request the fake received. Tokens and bodies are not kept.
+type Call struct {
+	Method string // HTTP method as sent (the api client sends LIST as GET ?list=true)
+	Op     string // Vault operation: read, list, create/update ("write"), delete
+	Path   string // path without the /v1/ prefix
+	Query  string
+	Status int
+}
+
+// Mount describes an enabled secrets engine or auth method.
+type Mount struct {
+	Path    string // with trailing slash, e.g. "k8s-dr/"
+	Type    string
+	Auth    bool // true for auth methods (sys/auth), false for secrets engines (sys/mounts)
+	Options map[string]string
+}
+
+// Server is the Vault stand-in. All methods are safe for concurrent use.
+type Server struct {
+	t   testing.TB
+	srv *httptest.Server
+
+	mu              sync.Mutex
+	rootToken       string
+	tokens          map[string][]string // token -> policies
+	authMounts      map[string]*authMount
+	secretMounts    map[string]*secretMount
+	policies        map[string]string // name -> HCL text
+	calls           []Call
+	unexpected      []string
+	allowUnexpected bool
+}
+
+type authMount struct {
+	Mount
+	Description string
+	Accessor    string
+	UUID        string
+	Local       bool
+	SealWrap    bool
+
+	config map[string]any // kubernetes config, nil until written
+	roles  map[string]*kubeRole
+}
+
+type secretMount struct {
+	Mount
+	Description string
+	Accessor    string
+	UUID        string
+	kv          map[string]*kvSecret
+}
+
+// New starts a Vault stand-in on loopback and closes it when the test ends.
+func New(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{
+		t:            t,
+		rootToken:    "hvs.fake-root-" + randomHex(8),
+		tokens:       map[string][]string{},
+		authMounts:   map[string]*authMount{},
+		secretMounts: map[string]*secretMount{},
+		policies:     map[string]string{"default": defaultPolicy},
+	}
+	s.authMounts["token/"] = s.newAuthMount("token/", "token", "token based credentials")
+	for _, m := range []struct{ path, typ, desc string }{
+		{"cubbyhole/", "cubbyhole", "per-token private secret storage"},
+		{"identity/", "identity", "identity store"},
+		{"sys/", "system", "system endpoints used for control, policy and debugging"},
+	} {
+		s.secretMounts[m.path] = s.newSecretMount(m.path, m.typ, m.desc, nil)
+	}
+	// Like a dev server: KV v2 at secret/.
+	s.secretMounts["secret/"] = s.newSecretMount("secret/", "kv", "key/value secret storage", map[string]string{"version": "2"})
+
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	t.Cleanup(func() {
+		s.srv.Close()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.unexpected) > 0 && !s.allowUnexpected {
+			t.Errorf("vaultfake: %d unexpected request(s):\n  %s", len(s.unexpected), strings.Join(s.unexpected, "\n  "))
+		}
+	})
+	return s
+}
+
+// URL is the address to give the api client (api.Config.Address).
+func (s *Server) URL() string { return s.srv.URL }
+
+// RootToken returns the made-up root token; it passes every ACL check.
+func (s *Server) RootToken() string { return s.rootToken }
+
+// AddToken registers a token carrying the given ACL policies. Policies need not
+// exist yet; a missing policy grants nothing, as in Vault.
+func (s *Server) AddToken(token string, policies ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[token] = append([]string(nil), policies...)
+}
+
+// Calls returns every request received so far, in order.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// Unexpected lists the requests the fake did not understand.
+func (s *Server) Unexpected() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.unexpected...)
+}
+
+// AllowUnexpected stops the fake from failing the test at cleanup because of
+// unexpected requests; use it in tests that probe unsupported calls on purpose.
+func (s *Server) AllowUnexpected() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.allowUnexpected = true
+}
+
+// request is one decoded Vault API call.
+type request struct {
+	method string
+	op     string // read, list, write, delete
+	path   string // without /v1/ and without trailing slash
+	query  url.Values
+	body   map[string]any
+	token  string
+}
+
+// response is what a handler returns; body nil means no content.
+type response struct {
+	status int
+	body   any
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody("reading request body: "+err.Error()))
+		return
+	}
+
+	req := &request{method: r.Method, query: r.URL.Query(), token: r.Header.Get("X-Vault-Token")}
+	if req.token == "" {
+		if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			req.token = v
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	resp := s.decode(req, r, raw)
+	if resp == nil {
+		resp = s.handle(req)
+	}
+	s.calls = append(s.calls, Call{Method: r.Method, Op: req.op, Path: req.path, Query: r.URL.RawQuery, Status: resp.status})
+	if resp.body == nil {
+		w.WriteHeader(resp.status)
+		return
+	}
+	writeJSON(w, resp.status, resp.body)
+}
+
+// decode fills req from the HTTP request, or returns an error response.
+func (s *Server) decode(req *request, r *http.Request, raw []byte) *response {
+	p, ok := strings.CutPrefix(r.URL.Path, "/v1/")
+	if !ok {
+		return s.unexpectedf(http.StatusNotFound, "%s %s: not under /v1/", r.Method, r.URL.Path)
+	}
+	req.path = strings.TrimSuffix(p, "/")
+
+	switch {
+	case r.Method == "LIST", r.Method == http.MethodGet && req.query.Get("list") == "true":
+		req.op = "list"
+	case r.Method == http.MethodGet:
+		req.op = "read"
+	case r.Method == http.MethodPut, r.Method == http.MethodPost:
+		req.op = "write"
+	case r.Method == http.MethodDelete:
+		req.op = "delete"
+	default:
+		return s.unexpectedf(http.StatusMethodNotAllowed, "%s /v1/%s: unsupported HTTP method", r.Method, req.path)
+	}
+
+	if len(strings.TrimSpace(string(raw))) > 0 && req.op == "write" {
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.UseNumber()
+		if err := dec.Decode(&req.body); err != nil {
+			return &response{http.StatusBadRequest, errorBody("failed to parse JSON input: " + err.Error())}
+		}
+	}
+	if req.body == nil {
+		req.body = map[string]any{}
+	}
+	return nil
+}
+
+// unexpectedf records a request the fake does not understand and answers it
+// with a Vault-shaped error.
+func (s *Server) unexpectedf(status int, format string, args ...any) *response {
+	msg := fmt.Sprintf(format, args...)
+	s.unexpected = append(s.unexpected, msg)
+	return &response{status, errorBody("vaultfake: unexpected request: " + msg)}
+}
+
+func (s *Server) handle(req *request) *response {
+	if req.path == "sys/health" && req.op == "read" {
+		return &response{http.StatusOK, map[string]any{
+			"initialized": true, "sealed": false, "standby": false,
+			"version": "1.19.0-vaultfake", "cluster_name": "vaultfake",
+		}}
+	}
+
+	policies, root, known := s.lookupToken(req.token)
+	if !known {
+		return permissionDenied()
+	}
+	if !root && !s.allowed(policies, req) {
+		return permissionDenied()
+	}
+
+	switch {
+	case req.path == "sys/auth" || strings.HasPrefix(req.path, "sys/auth/"):
+		return s.handleSysAuth(req)
+	case req.path == "sys/mounts" || strings.HasPrefix(req.path, "sys/mounts/"):
+		return s.handleSysMounts(req)
+	case req.path == "sys/policies/acl" || strings.HasPrefix(req.path, "sys/policies/acl/"):
+		return s.handleSysPolicies(req)
+	case req.path == "sys/capabilities-self" || req.path == "sys/capabilities":
+		return s.handleCapabilities(req)
+	case req.path == "auth/token/lookup-self":
+		return s.handleLookupSelf(req, policies, root)
+	case strings.HasPrefix(req.path, "auth/"):
+		return s.handleAuthPath(req)
+	}
+	if m, rest := s.findSecretMount(req.path); m != nil {
+		return s.handleSecretPath(req, m, rest)
+	}
+	return noRoute(req.path)
+}
+
+// noRoute is Vault's answer for a path under no mount. It is modelled
+// behaviour (drbot may probe for a mount), so it is not recorded as unexpected.
+func noRoute(path string) *response {
+	return &response{http.StatusNotFound, errorBody(fmt.Sprintf("no handler for route %q. route entry not found.", path))}
+}
+
+func (s *Server) lookupToken(token string) (policies []string, root, known bool) {
+	if token == "" {
+		return nil, false, false
+	}
+	if token == s.rootToken {
+		return []string{"root"}, true, true
+	}
+	p, ok := s.tokens[token]
+	if !ok {
+		return nil, false, false
+	}
+	for _, name := range p {
+		if name == "root" {
+			return p, true, true
+		}
+	}
+	return p, false, true
+}
+
+func (s *Server) handleLookupSelf(req *request, policies []string, root bool) *response {
+	if req.op != "read" && req.op != "write" {
+		return unsupportedOperation()
+	}
+	p := append([]string(nil), policies...)
+	sort.Strings(p)
+	data := map[string]any{
+		"id": req.token, "policies": p, "display_name": "token", "ttl": 0,
+		"renewable": false, "orphan": root, "type": "service", "path": "auth/token/create",
+	}
+	if root {
+		data["path"] = "auth/token/root"
+	}
+	return okData(data)
+}
+
+// findSecretMount returns the secrets engine with the longest path prefix of p.
+func (s *Server) findSecretMount(p string) (*secretMount, string) {
+	var best *secretMount
+	for mp, m := range s.secretMounts {
+		if strings.HasPrefix(p+"/", mp) && (best == nil || len(mp) > len(best.Path)) {
+			best = m
+		}
+	}
+	if best == nil {
+		return nil, ""
+	}
+	return best, strings.TrimSuffix(strings.TrimPrefix(p+"/", best.Path), "/")
+}
+
+// findAuthMount returns the auth method whose path is the longest prefix of p
+// (p is relative to auth/).
+func (s *Server) findAuthMount(p string) (*authMount, string) {
+	var best *authMount
+	for mp, m := range s.authMounts {
+		if strings.HasPrefix(p+"/", mp) && (best == nil || len(mp) > len(best.Path)) {
+			best = m
+		}
+	}
+	if best == nil {
+		return nil, ""
+	}
+	return best, strings.TrimSuffix(strings.TrimPrefix(p+"/", best.Path), "/")
+}
+
+func (s *Server) newAuthMount(path, typ, desc string) *authMount {
+	return &authMount{
+		Mount:       Mount{Path: path, Type: typ, Auth: true, Options: map[string]string{}},
+		Description: desc,
+		Accessor:    "auth_" + typ + "_" + randomHex(4),
+		UUID:        randomUUID(),
+		roles:       map[string]*kubeRole{},
+	}
+}
+
+func (s *Server) newSecretMount(path, typ, desc string, options map[string]string) *secretMount {
+	if options == nil {
+		options = map[string]string{}
+	}
+	return &secretMount{
+		Mount:       Mount{Path: path, Type: typ, Options: options},
+		Description: desc,
+		Accessor:    typ + "_" + randomHex(4),
+		UUID:        randomUUID(),
+		kv:          map[string]*kvSecret{},
+	}
+}
+
+// okData wraps data in Vault's standard response envelope.
+func okData(data map[string]any) *response {
+	return &response{http.StatusOK, envelope(data, nil)}
+}
+
+func okWithWarnings(data map[string]any, warnings []string) *response {
+	return &response{http.StatusOK, envelope(data, warnings)}
+}
+
+func envelope(data map[string]any, warnings []string) map[string]any {
+	var d any
+	if data != nil {
+		d = data
+	}
+	var w any
+	if len(warnings) > 0 {
+		w = warnings
+	}
+	return map[string]any{
+		"request_id":     randomUUID(),
+		"lease_id":       "",
+		"renewable":      false,
+		"lease_duration": 0,
+		"data":           d,
+		"wrap_info":      nil,
+		"warnings":       w,
+		"auth":           nil,
+		"mount_type":     "",
+	}
+}
+
+// noContent is Vault's answer to a write or delete that returns nothing.
+func noContent() *response { return &response{status: http.StatusNoContent} }
+
+// notFound is Vault's answer to a read of something missing: 404 {"errors":[]}.
+func notFound() *response {
+	return &response{http.StatusNotFound, map[string]any{"errors": []string{}}}
+}
+
+func badRequest(format string, args ...any) *response {
+	return &response{http.StatusBadRequest, errorBody(fmt.Sprintf(format, args...))}
+}
+
+func permissionDenied() *response {
+	return &response{http.StatusForbidden, errorBody("permission denied")}
+}
+
+func unsupportedOperation() *response {
+	return &response{http.StatusMethodNotAllowed, errorBody("1 error occurred:\n\t* unsupported operation\n\n")}
+}
+
+func errorBody(msgs ...string) map[string]any {
+	return map[string]any{"errors": msgs}
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomUUID() string {
+	h := randomHex(16)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
