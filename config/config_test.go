@@ -699,3 +699,12 @@ func TestTagEnumsMatchExportedNames(t *testing.T) {
 		}
 	}
 }
+
+func TestStringFieldsKeepNumbersAsWritten(t *testing.T) {
+	doc := edit(t, minimal, "  project: platform/apps", "  project: 4200")
+	doc += "addons:\n  istiod: {version: 1.30}\n"
+	c := mustParse(t, doc)
+	if c.GitLab.Project != "4200" || c.Addons[AddonIstiod].Version != "1.30" {
+		t.Errorf("project = %q, version = %q; want the text as written", c.GitLab.Project, c.Addons[AddonIstiod].Version)
+	}
+}
