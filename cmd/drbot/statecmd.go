@@ -1,0 +1,151 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/state"
+)
+
+const stateUsage = `usage: drbot state [-config FILE | -state PATH] inspect [-run ID] | audit [-run ID] | backup PATH`
+
+func cmdState(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("state", stderr)
+	cfgPath := configFlag(fs)
+	statePath := fs.String("state", "", "state file (default: state.path from the config)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return &exitError{code: 2, msg: stateUsage}
+	}
+	path := *statePath
+	if path == "" {
+		if err := needConfig(*cfgPath); err != nil {
+			return &exitError{code: 2, msg: "no state file: pass -state PATH, or -config FILE (or DRBOT_CONFIG) to use its state.path"}
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return &exitError{code: 1, msg: err.Error()}
+		}
+		path = cfg.State.Path
+	}
+	sub := newFlags("state "+rest[0], stderr)
+	runID := sub.String("run", "", "limit to one run")
+	if err := sub.Parse(rest[1:]); err != nil {
+		return err
+	}
+	switch rest[0] {
+	case "inspect":
+		return withStore(path, true, func(s *state.Store) error { return inspect(s, *runID, stdout) })
+	case "audit":
+		return withStore(path, true, func(s *state.Store) error { return audit(s, *runID, stdout) })
+	case "backup":
+		if sub.NArg() != 1 {
+			return &exitError{code: 2, msg: "usage: drbot state backup PATH"}
+		}
+		dst := sub.Arg(0)
+		return withStore(path, true, func(s *state.Store) error {
+			n, err := s.Backup(dst)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "backed up %s to %s (%d bytes)\n", path, dst, n)
+			return nil
+		})
+	default:
+		return &exitError{code: 2, msg: fmt.Sprintf("unknown state command %q\n%s", rest[0], stateUsage)}
+	}
+}
+
+func withStore(path string, readOnly bool, fn func(*state.Store) error) error {
+	s, err := state.Open(path, state.Options{ReadOnly: readOnly})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+func inspect(s *state.Store, runID string, w io.Writer) error {
+	return s.View(func(tx *state.Tx) error {
+		runs, err := tx.Runs()
+		if err != nil {
+			return err
+		}
+		pending, err := tx.Outbox(true, 0)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		if runID == "" {
+			v, _ := s.SchemaVersion()
+			fmt.Fprintf(w, "state %s (schema %d): %d run(s), %d undelivered message(s)\n\n", s.Path(), v, len(runs), len(pending))
+			fmt.Fprintln(tw, "RUN\tTARGET\tMODE\tSTATUS\tINITIATOR\tSTARTED\tFINISHED")
+			for _, r := range runs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Target, r.Mode, r.Status, r.Initiator, stamp(r.StartedAt), stamp(r.FinishedAt))
+			}
+			return tw.Flush()
+		}
+		run, ok, err := tx.Run(runID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &exitError{code: 1, msg: fmt.Sprintf("no run %q in %s", runID, s.Path())}
+		}
+		fmt.Fprintf(w, "run %s: target %s, %s, %s, started %s by %s", run.ID, run.Target, run.Mode, run.Status, stamp(run.StartedAt), run.Initiator)
+		if run.Resumes > 0 {
+			fmt.Fprintf(w, ", resumed %d time(s)", run.Resumes)
+		}
+		fmt.Fprintln(w)
+		steps, err := tx.Steps(runID)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, 0, len(steps))
+		for id := range steps {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return steps[ids[i]].StartedAt.Before(steps[ids[j]].StartedAt) })
+		fmt.Fprintln(tw, "\nSTEP\tSTATUS\tATTEMPT\tSTARTED\tFINISHED\tHANDLE\tERROR")
+		for _, id := range ids {
+			r := steps[id]
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", id, r.Status, r.Attempt, stamp(r.StartedAt), stamp(r.FinishedAt), r.Handle, firstLine(r.Error))
+		}
+		return tw.Flush()
+	})
+}
+
+func audit(s *state.Store, runID string, w io.Writer) error {
+	return s.View(func(tx *state.Tx) error {
+		entries, err := tx.AuditLog(runID)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "#\tTIME\tACTOR\tACTION\tRUN\tSTEP\tRESULT")
+		for _, e := range entries {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, stamp(e.Time), e.Actor, e.Action, e.RunID, e.Step, e.Result)
+		}
+		return tw.Flush()
+	})
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
