@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -163,4 +164,47 @@ func TestVersionPrintsVersionCommitAndDate(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "drbot dev (commit unknown, built unknown") {
 		t.Fatalf("code=%d out=%q", code, out)
 	}
+}
+
+func TestStateCommandsReachTheRunningDrbotWhenItHoldsTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "drbot.db")
+	s, err := state.Open(path, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Update(func(tx *state.Tx) error {
+		return tx.PutRun(state.Run{ID: "prod-eu-live", Target: "prod-eu", Status: state.RunRunning})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop, err := serveAdmin(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	code, out, errOut := drbot(t, "state", "-state", path, "inspect")
+	if code != 0 || !strings.Contains(out, "prod-eu-live") {
+		t.Fatalf("inspect while held: code=%d out=%s err=%s", code, out, errOut)
+	}
+	dst := filepath.Join(dir, "hot.db")
+	code, out, errOut = drbot(t, "state", "-state", path, "backup", dst)
+	if code != 0 || !strings.Contains(out, "hot copy") {
+		t.Fatalf("backup while held: code=%d out=%s err=%s", code, out, errOut)
+	}
+	copyStore, err := state.Open(dst, state.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer copyStore.Close()
+	_ = copyStore.View(func(tx *state.Tx) error {
+		if _, ok, _ := tx.Run("prod-eu-live"); !ok {
+			t.Error("hot copy lacks the live run")
+		}
+		return nil
+	})
 }

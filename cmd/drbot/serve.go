@@ -52,6 +52,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopAdmin, err := serveAdmin(ctx, store)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 
 	// Until the Slack bot lands (issue #4), events go to the log.
 	disp := recovery.NewDispatcher(store, recovery.LogNotifier(log), log)

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -43,15 +45,18 @@ func cmdState(args []string, stdout, stderr io.Writer) error {
 	}
 	switch rest[0] {
 	case "inspect":
-		return withStore(path, true, func(s *state.Store) error { return inspect(s, *runID, stdout) })
+		return withStoreOrAdmin(path, "GET", "inspect", url.Values{"run": {*runID}}, stdout, func(s *state.Store) error { return inspect(s, *runID, stdout) })
 	case "audit":
-		return withStore(path, true, func(s *state.Store) error { return audit(s, *runID, stdout) })
+		return withStoreOrAdmin(path, "GET", "audit", url.Values{"run": {*runID}}, stdout, func(s *state.Store) error { return audit(s, *runID, stdout) })
 	case "backup":
 		if sub.NArg() != 1 {
 			return &exitError{code: 2, msg: "usage: drbot state backup PATH"}
 		}
-		dst := sub.Arg(0)
-		return withStore(path, true, func(s *state.Store) error {
+		dst, err := filepath.Abs(sub.Arg(0))
+		if err != nil {
+			return err
+		}
+		return withStoreOrAdmin(path, "POST", "backup", url.Values{"path": {dst}}, stdout, func(s *state.Store) error {
 			n, err := s.Backup(dst)
 			if err != nil {
 				return err
@@ -62,15 +67,6 @@ func cmdState(args []string, stdout, stderr io.Writer) error {
 	default:
 		return &exitError{code: 2, msg: fmt.Sprintf("unknown state command %q\n%s", rest[0], stateUsage)}
 	}
-}
-
-func withStore(path string, readOnly bool, fn func(*state.Store) error) error {
-	s, err := state.Open(path, state.Options{ReadOnly: readOnly})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return fn(s)
 }
 
 func inspect(s *state.Store, runID string, w io.Writer) error {
