@@ -385,6 +385,21 @@ func (d *driver) drainOnShutdown() {
 func (d *driver) execute(s Step, rec state.StepRecord) {
 	log := d.log.With("step", s.ID)
 	result := func(shutdown bool) { d.results <- stepResult{rec: rec, shutdown: shutdown} }
+	// stop ends the step after its context ended: an abort is journaled as
+	// cancelled; an engine shutdown leaves the journal saying running, so
+	// resume runs the step again.
+	stop := func(now time.Time, attempted bool) {
+		if !d.aborting.Load() {
+			result(true)
+			return
+		}
+		rec.Status, rec.FinishedAt, rec.Error = state.StepCancelled, now, "cancelled by abort"
+		if attempted {
+			rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "cancelled"})
+		}
+		_ = d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepCancelled, fmt.Sprintf("cancelled/%d", rec.Attempt), rec))
+		result(false)
+	}
 	for {
 		rec.Attempt++
 		rec.Status, rec.StartedAt, rec.FinishedAt, rec.Error, rec.Retryable = state.StepRunning, d.e.store.Now(), time.Time{}, "", false
@@ -409,14 +424,7 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 			return
 		}
 		if d.ctx.Err() != nil {
-			if !d.aborting.Load() {
-				result(true) // engine stopping: leave the journal saying running
-				return
-			}
-			rec.Status, rec.FinishedAt, rec.Error = state.StepCancelled, now, "cancelled by abort"
-			rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "cancelled"})
-			_ = d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepCancelled, fmt.Sprintf("cancelled/%d", rec.Attempt), rec))
-			result(false)
+			stop(now, true)
 			return
 		}
 		retryable := IsRetryable(err)
@@ -435,7 +443,8 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 			case <-time.After(wait):
 				continue
 			case <-d.ctx.Done():
-				continue // the next attempt sees the cancelled context and records it
+				stop(d.e.store.Now(), false) // the failed attempt is already in the history
+				return
 			}
 		}
 		rec.Status, rec.FinishedAt, rec.Failures = state.StepFailed, now, rec.Failures+1

@@ -588,3 +588,24 @@ type statusErr int
 
 func (s statusErr) Error() string       { return fmt.Sprintf("status %d", int(s)) }
 func (s statusErr) HTTPStatusCode() int { return int(s) }
+
+func TestAbortDuringBackoffCancelsTheStepWithoutAnotherAttempt(t *testing.T) {
+	var calls atomic.Int32
+	h := newHarness(t, []Step{{ID: "flaky", Phase: PhaseProvision, Action: func(context.Context, *StepContext) (Result, error) {
+		calls.Add(1)
+		return Result{}, Retryable(errors.New("throttled"))
+	}}}, Options{Retry: RetryPolicy{MaxAttempts: 5, InitialBackoff: 20 * time.Second, MaxBackoff: time.Minute}})
+	run := h.start()
+	h.waitFor("the first retry to be scheduled", func(tx *state.Tx) bool {
+		rec, _, _ := tx.Step(run.ID, "flaky")
+		return len(rec.History) == 1
+	})
+	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, Kind: DecideAbort, By: "U_OPS"}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, state.RunAborted)
+	rec := h.waitStep(run.ID, "flaky", state.StepCancelled)
+	if calls.Load() != 1 || len(rec.History) != 1 {
+		t.Errorf("calls=%d history=%+v, want one attempt and no new one after the abort", calls.Load(), rec.History)
+	}
+}
