@@ -174,9 +174,9 @@ func (d *driver) applyDecisions() error {
 			var key string
 			switch rec.Status {
 			case state.StepWaiting:
-				key = gateKey(d.run.ID, id, rec.GateRound)
+				key = GateKey(d.run.ID, id, rec.GateRound)
 			case state.StepFailed:
-				key = failureKey(d.run.ID, id, rec.Failures)
+				key = FailureKey(d.run.ID, id, rec.Failures)
 			default:
 				continue
 			}
@@ -271,7 +271,7 @@ func (d *driver) gateApproved(s Step, rec *state.StepRecord) bool {
 	var dec state.Decision
 	var decided bool
 	_ = d.e.store.View(func(tx *state.Tx) (err error) {
-		dec, decided, err = tx.Decision(gateKey(d.run.ID, s.ID, rec.GateRound))
+		dec, decided, err = tx.Decision(GateKey(d.run.ID, s.ID, rec.GateRound))
 		return err
 	})
 	if decided && DecisionKind(dec.Kind) == DecideApprove {

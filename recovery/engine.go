@@ -112,6 +112,7 @@ type StartRequest struct {
 	Mode      state.Mode
 	Initiator string
 	Reason    string
+	Slack     state.SlackRef // where the run talks, when started from Slack
 }
 
 // BusyError says the target already has an active run.
@@ -133,7 +134,7 @@ func (e *Engine) Start(req StartRequest) (state.Run, error) {
 	run := state.Run{
 		ID: e.opts.NewRunID(req.Target, now), Target: req.Target, Mode: req.Mode,
 		Initiator: req.Initiator, Reason: req.Reason, Status: state.RunRunning,
-		CreatedAt: now, StartedAt: now,
+		CreatedAt: now, StartedAt: now, Slack: req.Slack,
 	}
 	var busy *BusyError
 	err := e.store.Update(func(tx *state.Tx) error {
@@ -254,7 +255,14 @@ type DecisionRequest struct {
 	Kind   DecisionKind
 	By     string
 	Reason string
+	// Round, when set, is the gate round or failure count the decider saw
+	// (a button carries it); a decision for an older round is refused as
+	// stale instead of deciding the current one.
+	Round int
 }
+
+// ErrStale says a decision was made on an outdated view (an old button).
+var ErrStale = errors.New("stale decision")
 
 // DecisionResult reports the decision that stands. Applied is false when
 // someone decided first; Decision then says who.
@@ -303,12 +311,18 @@ func (e *Engine) Decide(req DecisionRequest) (DecisionResult, error) {
 				if rec.Status != state.StepWaiting {
 					return fmt.Errorf("step %s is not waiting at a gate (it is %s)", step.ID, orPending(rec.Status))
 				}
-				key = gateKey(run.ID, step.ID, rec.GateRound)
+				if req.Round != 0 && req.Round != rec.GateRound {
+					return fmt.Errorf("%w: this gate has been asked again since (round %d, the button is from round %d)", ErrStale, rec.GateRound, req.Round)
+				}
+				key = GateKey(run.ID, step.ID, rec.GateRound)
 			case DecideRetry, DecideSkip:
 				if rec.Status != state.StepFailed {
 					return fmt.Errorf("step %s has not failed (it is %s); only a failed step can be retried or skipped", step.ID, orPending(rec.Status))
 				}
-				key = failureKey(run.ID, step.ID, rec.Failures)
+				if req.Round != 0 && req.Round != rec.Failures {
+					return fmt.Errorf("%w: the step failed again since (failure %d, the button is from failure %d)", ErrStale, rec.Failures, req.Round)
+				}
+				key = FailureKey(run.ID, step.ID, rec.Failures)
 			default:
 				return fmt.Errorf("unknown decision %q: want approve, reject, retry, skip or abort", req.Kind)
 			}
@@ -363,11 +377,13 @@ func orPending(s state.StepStatus) state.StepStatus {
 	return s
 }
 
-func gateKey(runID, stepID string, round int) string {
+// GateKey is the decision key of a gate's round.
+func GateKey(runID, stepID string, round int) string {
 	return fmt.Sprintf("%s/%s/gate/%d", runID, stepID, round)
 }
 
-func failureKey(runID, stepID string, failures int) string {
+// FailureKey is the decision key of a step's nth failure.
+func FailureKey(runID, stepID string, failures int) string {
 	return fmt.Sprintf("%s/%s/failure/%d", runID, stepID, failures)
 }
 

@@ -609,3 +609,25 @@ func TestAbortDuringBackoffCancelsTheStepWithoutAnotherAttempt(t *testing.T) {
 		t.Errorf("calls=%d history=%+v, want one attempt and no new one after the abort", calls.Load(), rec.History)
 	}
 }
+
+func TestDecisionFromAnOlderGateRoundIsRefusedAsStale(t *testing.T) {
+	h := newHarness(t, []Step{{ID: "endpoints.apply", Phase: PhaseCutover, Gate: GateCutover, Action: ok}}, Options{})
+	run := h.start()
+	h.waitStep(run.ID, "endpoints.apply", state.StepWaiting)
+	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, StepID: "endpoints.apply", Kind: DecideReject, By: "U_A", Round: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, state.RunBlocked)
+	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, StepID: "endpoints.apply", Kind: DecideRetry, By: "U_A", Round: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("round 2", func(tx *state.Tx) bool {
+		rec, _, _ := tx.Step(run.ID, "endpoints.apply")
+		return rec.Status == state.StepWaiting && rec.GateRound == 2
+	})
+	_, err := h.eng.Decide(DecisionRequest{RunID: run.ID, StepID: "endpoints.apply", Kind: DecideApprove, By: "U_B", Round: 1})
+	if !errors.Is(err, ErrStale) {
+		t.Fatalf("approve with a round-1 button: %v, want ErrStale", err)
+	}
+	h.waitStep(run.ID, "endpoints.apply", state.StepWaiting)
+}

@@ -31,7 +31,8 @@ var (
 	bucketAudit     = []byte("audit")
 	bucketLocks     = []byte("locks")
 	bucketDedupe    = []byte("dedupe")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketAudit, bucketLocks, bucketDedupe}
+	bucketMessages  = []byte("messages")
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketAudit, bucketLocks, bucketDedupe, bucketMessages}
 	keySchema       = []byte("schema_version")
 )
 
