@@ -44,13 +44,11 @@ func golden(t *testing.T, name string, v any) {
 	}
 }
 
-// rawJSON marshals without HTML escaping, so "<@U1>" reads as Slack sees it.
+// rawJSON marshals and undoes HTML escaping (slack-go's block marshallers
+// escape), so "<@U1>" reads as Slack sees it.
 func rawJSON(v any) []byte {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
-	return []byte(b.String())
+	raw, _ := json.Marshal(v)
+	return []byte(strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(string(raw)))
 }
 
 // checkLimits fails when blocks break Slack's limits.
