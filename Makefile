@@ -11,8 +11,13 @@ build:
 	$(GO) build ./...
 
 ## test: lint, then every test with the race detector (the README's test command).
-test: lint
+test: lint kube-bins
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## kube-bins: build (once; cached in .cache/kube/) the etcd, Kubernetes control-plane and KWOK binaries test/kubeenv runs.
+.PHONY: kube-bins
+kube-bins:
+	GO=$(GO) bash hack/kube-bins.sh
 
 ## unit: the tests alone, without lint.
 unit:
