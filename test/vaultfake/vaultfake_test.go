@@ -295,6 +295,10 @@ func TestKVv2GetReturnsSeededDataAndMetadata(t *testing.T) {
 	if d, ok := srv.KV("secret", "drbot/other"); !ok || d["k"] != "v" {
 		t.Errorf("written secret = %v, %v", d, ok)
 	}
+	keys, err := c.Logical().List("secret/metadata/drbot")
+	if err != nil || keys == nil || !reflect.DeepEqual(keys.Data["keys"], []any{"newrelic", "other"}) {
+		t.Errorf("listing secret/metadata/drbot = %v, %v", keys, err)
+	}
 	mounts, err := c.Sys().ListMounts()
 	if err != nil {
 		t.Fatalf("listing mounts: %v", err)
