@@ -83,7 +83,8 @@ func TestCloudFrontUpdateNeedsCurrentETagAndChangesOnlyTheOrigin(t *testing.T) {
 }
 
 func TestCloudFrontDeployedWaiterSeesUpdateFinish(t *testing.T) {
-	f := newFixture(t, edge.Options{CloudFrontDeployDelay: 150 * time.Millisecond})
+	clock := newFakeClock()
+	f := newFixture(t, edge.Options{Clock: clock.Now, CloudFrontDeployDelay: 10 * time.Minute})
 	id := f.svc.AddDistribution([]edge.Origin{{ID: "app", DomainName: "old.example.net"}})
 	c := f.cloudfront()
 	cur, err := c.GetDistributionConfig(ctx(t), &cloudfront.GetDistributionConfigInput{Id: aws.String(id)})
@@ -97,11 +98,14 @@ func TestCloudFrontDeployedWaiterSeesUpdateFinish(t *testing.T) {
 	w := cloudfront.NewDistributionDeployedWaiter(c, func(o *cloudfront.DistributionDeployedWaiterOptions) {
 		o.MinDelay, o.MaxDelay = 20*time.Millisecond, 40*time.Millisecond
 	})
-	if err := w.Wait(ctx(t), &cloudfront.GetDistributionInput{Id: aws.String(id)}, 5*time.Second); err != nil {
+	// The first GetDistribution must see InProgress; the deploy finishes while the waiter polls.
+	advanced := f.advanceAfterCalls(t, "cloudfront:GetDistribution", 2, clock, 10*time.Minute)
+	if err := w.Wait(ctx(t), &cloudfront.GetDistributionInput{Id: aws.String(id)}, 10*time.Second); err != nil {
 		t.Fatalf("waiting for Deployed: %v", err)
 	}
+	<-advanced
 	if n := f.calls("cloudfront:GetDistribution"); n < 2 {
-		t.Errorf("waiter made %d GetDistribution calls; the distribution should have been InProgress at least once", n)
+		t.Errorf("waiter made %d GetDistribution calls; it should have polled through InProgress", n)
 	}
 	f.assertNoUnexpected(t)
 }

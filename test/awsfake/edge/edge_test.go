@@ -64,6 +64,7 @@ func newFixture(t *testing.T, opts edge.Options) *fixture {
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDFAKEEDGE", "fake-secret", ""),
 		BaseEndpoint: aws.String(srv.URL),
 		Retryer:      func() aws.Retryer { return aws.NopRetryer{} },
+		HTTPClient:   &http.Client{Transport: edge.WrapTransport(nil)},
 	}
 	return f
 }
@@ -115,6 +116,26 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// advanceAfterCalls moves clock on by d once op has been called n times, so a
+// waiter is known to have seen the in-flight status before it flips; the
+// returned channel closes when that has happened.
+func (f *fixture) advanceAfterCalls(t *testing.T, op string, n int, clock *fakeClock, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		deadline := time.Now().Add(10 * time.Second)
+		for f.calls(op) < n {
+			if time.Now().After(deadline) {
+				t.Errorf("%s was called fewer than %d times", op, n)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		clock.Advance(d)
+	}()
+	return done
 }
 
 func ctx(t *testing.T) context.Context {

@@ -243,8 +243,20 @@ type wireAlias struct {
 	EvaluateTargetHealth bool   `xml:"EvaluateTargetHealth"`
 }
 
+type wireRR struct {
+	Value string `xml:"Value"`
+}
+
 type wireRRs struct {
-	Values []string `xml:"ResourceRecord>Value"`
+	Records []wireRR `xml:"ResourceRecord"`
+}
+
+func (w *wireRRs) values() []string {
+	out := make([]string, 0, len(w.Records))
+	for _, r := range w.Records {
+		out = append(out, r.Value)
+	}
+	return out
 }
 
 type wireRRSet struct {
@@ -273,7 +285,10 @@ func toWire(r RecordSet) wireRRSet {
 	} else if !r.hasExtra("TrafficPolicyInstanceId") {
 		ttl := r.TTL
 		w.TTL = &ttl
-		w.ResourceRecords = &wireRRs{Values: r.Values}
+		w.ResourceRecords = &wireRRs{}
+		for _, v := range r.Values {
+			w.ResourceRecords.Records = append(w.ResourceRecords.Records, wireRR{Value: v})
+		}
 	}
 	return w
 }
@@ -287,7 +302,7 @@ func fromWire(w wireRRSet) RecordSet {
 		r.TTL = *w.TTL
 	}
 	if w.ResourceRecords != nil {
-		r.Values = w.ResourceRecords.Values
+		r.Values = w.ResourceRecords.values()
 	}
 	if w.AliasTarget != nil {
 		r.AliasTarget = &AliasTarget{DNSName: w.AliasTarget.DNSName, HostedZoneID: w.AliasTarget.HostedZoneID,
@@ -375,6 +390,13 @@ func (s *Services) listHostedZones(r *http.Request, _ params) (reply, error) {
 	limit, err := maxItems(r, 100)
 	if err != nil {
 		return reply{}, err
+	}
+	for _, filter := range []string{"delegationsetid", "hostedzonetype"} {
+		if r.URL.Query().Get(filter) != "" {
+			e := errf(http.StatusBadRequest, "InvalidInput", "ListHostedZones filter %s is not modelled by the stand-in", filter)
+			e.unexpected = true
+			return reply{}, e
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -585,7 +607,7 @@ func (s *Services) changeResourceRecordSets(r *http.Request, p params) (reply, e
 		if !rrTypes[rec.Type] {
 			return reply{}, errf(http.StatusBadRequest, "InvalidInput", "Invalid XML ; value '%s' is not a valid record type", rec.Type)
 		}
-		hasRRs := c.RRSet.TTL != nil && c.RRSet.ResourceRecords != nil && len(c.RRSet.ResourceRecords.Values) > 0
+		hasRRs := c.RRSet.TTL != nil && c.RRSet.ResourceRecords != nil && len(c.RRSet.ResourceRecords.Records) > 0
 		if (rec.AliasTarget != nil) == hasRRs && !rec.hasExtra("TrafficPolicyInstanceId") {
 			return reply{}, errf(http.StatusBadRequest, "InvalidInput",
 				"Invalid request: Expected exactly one of [AliasTarget, all of [TTL, and ResourceRecords], or TrafficPolicyInstanceId], but found %s in Change with [Action=%s, Name=%s, Type=%s, SetIdentifier=%s]",

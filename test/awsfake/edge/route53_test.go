@@ -26,7 +26,8 @@ func aliasUpsert(name, target string) types.Change {
 }
 
 func TestRoute53UpsertAliasReachesInsyncThroughWaiterAndIsListed(t *testing.T) {
-	f := newFixture(t, edge.Options{Route53SyncDelay: 150 * time.Millisecond})
+	clock := newFakeClock()
+	f := newFixture(t, edge.Options{Clock: clock.Now, Route53SyncDelay: time.Minute})
 	zoneID := f.svc.AddHostedZone("example.com")
 	f.svc.AddRecord(zoneID, edge.RecordSet{Name: "app.example.com", Type: "A",
 		AliasTarget: &edge.AliasTarget{DNSName: "old-alb-1.us-west-2.elb.amazonaws.com", HostedZoneID: "Z1H1FL5HABSF5"}})
@@ -47,11 +48,14 @@ func TestRoute53UpsertAliasReachesInsyncThroughWaiterAndIsListed(t *testing.T) {
 	w := route53.NewResourceRecordSetsChangedWaiter(c, func(o *route53.ResourceRecordSetsChangedWaiterOptions) {
 		o.MinDelay, o.MaxDelay = 20*time.Millisecond, 40*time.Millisecond
 	})
-	if err := w.Wait(ctx(t), &route53.GetChangeInput{Id: out.ChangeInfo.Id}, 5*time.Second); err != nil {
+	// The first GetChange must see PENDING; the change syncs while the waiter polls.
+	advanced := f.advanceAfterCalls(t, "route53:GetChange", 2, clock, time.Minute)
+	if err := w.Wait(ctx(t), &route53.GetChangeInput{Id: out.ChangeInfo.Id}, 10*time.Second); err != nil {
 		t.Fatalf("waiting for INSYNC: %v", err)
 	}
+	<-advanced
 	if n := f.calls("route53:GetChange"); n < 2 {
-		t.Errorf("waiter made %d GetChange calls; the change should have been PENDING at least once", n)
+		t.Errorf("waiter made %d GetChange calls; it should have polled through PENDING", n)
 	}
 
 	list, err := c.ListResourceRecordSets(ctx(t), &route53.ListResourceRecordSetsInput{
@@ -278,6 +282,14 @@ func TestRoute53HostedZoneLookups(t *testing.T) {
 	}
 	if aws.ToInt64(hz.HostedZone.ResourceRecordSetCount) != 2 || hz.DelegationSet == nil || len(hz.DelegationSet.NameServers) != 4 {
 		t.Errorf("GetHostedZone = %+v / %+v, want the NS+SOA count and four name servers", hz.HostedZone, hz.DelegationSet)
+	}
+	rrs, err := c.ListResourceRecordSets(ctx(t), &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(zoneID)})
+	if err != nil {
+		t.Fatalf("ListResourceRecordSets: %v", err)
+	}
+	if ns := rrs.ResourceRecordSets[0]; ns.Type != types.RRTypeNs || len(ns.ResourceRecords) != 4 ||
+		aws.ToString(ns.ResourceRecords[3].Value) != hz.DelegationSet.NameServers[3] {
+		t.Errorf("apex NS record = %s with %d values, want the zone's four name servers", ns.Type, len(ns.ResourceRecords))
 	}
 	f.assertNoUnexpected(t)
 }
