@@ -160,6 +160,12 @@ func (d *driver) stepEvent(s Step, kind EventKind, keySuffix string, rec state.S
 	}
 }
 
+func (d *driver) failedEvent(s Step, rec state.StepRecord) Event {
+	ev := d.stepEvent(s, EventStepFailed, fmt.Sprintf("failed/%d", rec.Failures), rec)
+	ev.Round = rec.Failures
+	return ev
+}
+
 // applyDecisions acts on decisions recorded since the loop last looked.
 func (d *driver) applyDecisions() error {
 	var abort state.Decision
@@ -210,7 +216,7 @@ func (d *driver) applyDecisions() error {
 			if dec.Reason != "" {
 				rec.Error += ": " + dec.Reason
 			}
-			if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepFailed, fmt.Sprintf("failed/%d", rec.Failures), rec)); err != nil {
+			if err := d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.failedEvent(s, rec)); err != nil {
 				return err
 			}
 		case DecideRetry:
@@ -282,6 +288,7 @@ func (d *driver) gateApproved(s Step, rec *state.StepRecord) bool {
 	}
 	rec.Status = state.StepWaiting
 	ev := d.stepEvent(s, EventGateWaiting, fmt.Sprintf("gate/%d", rec.GateRound), *rec)
+	ev.Round = rec.GateRound
 	ev.Fields = map[string]string{}
 	for _, dep := range s.DependsOn {
 		for k, v := range d.recs[dep].Outputs {
@@ -448,7 +455,7 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 			}
 		}
 		rec.Status, rec.FinishedAt, rec.Failures = state.StepFailed, now, rec.Failures+1
-		if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventStepFailed, fmt.Sprintf("failed/%d", rec.Failures), rec)) != nil {
+		if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.failedEvent(s, rec)) != nil {
 			result(true)
 			return
 		}

@@ -333,6 +333,13 @@ func (e *Engine) Decide(req DecisionRequest) (DecisionResult, error) {
 				return tx.Audit(state.AuditEntry{Actor: req.By, Action: "decide." + string(req.Kind), RunID: run.ID, Target: run.Target, Step: step.ID, Result: "denied", Detail: map[string]string{"why": err.Error()}})
 			}
 		}
+		on, round := "run", 0
+		if rec, ok, _ := tx.Step(run.ID, step.ID); ok && req.Kind != DecideAbort {
+			on, round = "failure", rec.Failures
+			if req.Kind == DecideApprove || req.Kind == DecideReject {
+				on, round = "gate", rec.GateRound
+			}
+		}
 		dec, won, err := tx.Decide(state.Decision{Key: key, RunID: run.ID, StepID: step.ID, Kind: string(req.Kind), By: req.By, Reason: req.Reason})
 		if err != nil {
 			return err
@@ -349,8 +356,8 @@ func (e *Engine) Decide(req DecisionRequest) (DecisionResult, error) {
 			return nil
 		}
 		return enqueue(tx, Event{Key: run.ID + "/decision/" + key, Kind: EventDecision, RunID: run.ID, Target: run.Target, Mode: run.Mode,
-			StepID: step.ID, Title: step.Title, Phase: step.Phase, Gate: step.Gate, Actor: req.By, Message: string(req.Kind), Time: tx.Now(),
-			Fields: map[string]string{"decision": string(req.Kind), "reason": req.Reason}})
+			StepID: step.ID, Title: step.Title, Phase: step.Phase, Gate: step.Gate, Actor: req.By, Message: string(req.Kind), Time: tx.Now(), Round: round,
+			Fields: map[string]string{"decision": string(req.Kind), "reason": req.Reason, "on": on}})
 	})
 	if err != nil {
 		return DecisionResult{}, fmt.Errorf("deciding %s on run %s: %w", req.Kind, req.RunID, err)

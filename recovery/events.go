@@ -41,6 +41,7 @@ type Event struct {
 	Phase   Phase             `json:"phase,omitempty"`
 	Gate    Gate              `json:"gate,omitempty"`
 	Attempt int               `json:"attempt,omitempty"`
+	Round   int               `json:"round,omitempty"` // gate round (gate events) or failure count (failures and their decisions)
 	Message string            `json:"message,omitempty"`
 	Error   string            `json:"error,omitempty"`
 	Actor   string            `json:"actor,omitempty"`
