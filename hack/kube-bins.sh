@@ -88,10 +88,10 @@ step "kwok $KWOK_VERSION"
 # directory so that nothing touches the main module's go.mod/go.sum.
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
-(cd "$SCRATCH" && GOFLAGS= GOBIN="$BIN" "$GO" install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
+(cd "$SCRATCH" && GOFLAGS='' GOBIN="$BIN" "$GO" install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
 
 step "kwok stages (node fast, node heartbeat-with-lease, pod fast)"
-KWOK_MOD=$(cd "$SCRATCH" && GOFLAGS= "$GO" mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | awk -F'"' '$2 == "Dir" { print $4 }')
+KWOK_MOD=$(cd "$SCRATCH" && GOFLAGS='' "$GO" mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | awk -F'"' '$2 == "Dir" { print $4 }')
 if [[ -z $KWOK_MOD || ! -d $KWOK_MOD/kustomize/stage ]]; then
 	echo "kube-bins: kwok module source not found in the module cache" >&2
 	exit 1
