@@ -32,6 +32,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/drbot/drbot/test/awsfake/edge"
 )
 
 // DefaultAccountID is the account every ARN uses unless Options.AccountID is set.
@@ -80,6 +82,10 @@ type Options struct {
 	// token webhook insist on a known key; the others accept any well-formed
 	// signature from an unknown key and log an empty Principal.
 	StrictAuth bool
+	// Edge tunes the edge services (Route 53 change propagation, CloudFront
+	// deployment); its Clock defaults to Clock.
+	Edge edge.Options
+
 	// AllowUnexpected keeps cleanup from failing the test when requests were
 	// recorded in Unexpected(); set it in tests that send bad requests on purpose.
 	AllowUnexpected bool
@@ -161,6 +167,8 @@ type Server struct {
 	elb     map[string]*elbRegion // by region
 
 	placeholderCA []byte // PEM returned for clusters with no backing
+
+	edge *edge.Services
 }
 
 // New starts a server on 127.0.0.1 and stops it when the test ends. Unless

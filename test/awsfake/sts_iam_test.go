@@ -1,8 +1,12 @@
 package awsfake_test
 
 import (
+	"encoding/base64"
 	"errors"
+	"io"
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,5 +246,37 @@ func TestSimulatePrincipalPolicyAllowsAllButDeniedActions(t *testing.T) {
 	}
 	if got["eks:DescribeCluster"] != iamtypes.PolicyEvaluationDecisionTypeAllowed || got["route53:ChangeResourceRecordSets"] != iamtypes.PolicyEvaluationDecisionTypeExplicitDeny {
 		t.Fatalf("decisions = %v", got)
+	}
+}
+
+// TestPresignedGetCallerIdentityIsVerifiedWhenSentToSTS replays a token's
+// presigned URL against the stand-in's STS, as aws-iam-authenticator does
+// against real STS: it needs the x-k8s-aws-id header the token was signed with.
+func TestPresignedGetCallerIdentityIsVerifiedWhenSentToSTS(t *testing.T) {
+	srv := newServer(t, awsfake.Options{})
+	token := eksToken(t, srv.Config(drRegion, drbotKey, drbotSec), "dr")
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, "k8s-aws-v1."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), srv.URL()+"/?") || !strings.Contains(string(raw), "X-Amz-SignedHeaders=host%3Bx-k8s-aws-id") {
+		t.Fatalf("presigned URL %s does not point at the stand-in with x-k8s-aws-id signed", raw)
+	}
+	get := func(cluster string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, string(raw), nil)
+		req.Header.Set("x-k8s-aws-id", cluster)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if status, body := get("dr"); status != http.StatusOK || !strings.Contains(body, "<Arn>"+drbotArn+"</Arn>") {
+		t.Fatalf("presigned GetCallerIdentity = %d %s", status, body)
+	}
+	if status, body := get("prod"); status != http.StatusForbidden || !strings.Contains(body, "SignatureDoesNotMatch") {
+		t.Fatalf("presigned GetCallerIdentity with another cluster id = %d %s", status, body)
 	}
 }
