@@ -1,0 +1,332 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/slack-go/slack"
+
+	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/state"
+)
+
+func (b *Bot) runs() []state.Run {
+	var runs []state.Run
+	_ = b.store.View(func(tx *state.Tx) (err error) { runs, err = tx.Runs(); return })
+	return runs
+}
+
+// findRun resolves a run id, or the single unfinished run when id is empty.
+func (b *Bot) findRun(id string) (state.Run, error) {
+	var active []state.Run
+	for _, r := range b.runs() {
+		if id != "" && r.ID == id {
+			return r, nil
+		}
+		if !r.Status.Finished() {
+			active = append(active, r)
+		}
+	}
+	if id != "" {
+		return state.Run{}, fmt.Errorf("there is no run `%s`; `/dr history` lists them", id)
+	}
+	switch len(active) {
+	case 0:
+		return state.Run{}, errors.New("no run is in progress; name one (`/dr history` lists them)")
+	case 1:
+		return active[0], nil
+	default:
+		ids := make([]string, len(active))
+		for i, r := range active {
+			ids[i] = "`" + r.ID + "`"
+		}
+		return state.Run{}, fmt.Errorf("several runs are in progress, say which: %s", strings.Join(ids, ", "))
+	}
+}
+
+func (b *Bot) statusText(id string) string {
+	var runs []state.Run
+	if id != "" {
+		r, err := b.findRun(id)
+		if err != nil {
+			return ":warning: " + err.Error()
+		}
+		runs = []state.Run{r}
+	} else {
+		for _, r := range b.runs() {
+			if !r.Status.Finished() {
+				runs = append(runs, r)
+			}
+		}
+	}
+	if len(runs) == 0 {
+		return "No run is in progress. `/dr history` lists past runs."
+	}
+	var out []string
+	for _, r := range runs {
+		var recs map[string]state.StepRecord
+		_ = b.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(r.ID); return })
+		counts := map[state.StepStatus]int{}
+		var waiting, failed []string
+		for id, rec := range recs {
+			counts[rec.Status]++
+			switch rec.Status {
+			case state.StepWaiting:
+				waiting = append(waiting, "`"+id+"`")
+			case state.StepFailed:
+				failed = append(failed, "`"+id+"`")
+			}
+		}
+		sort.Strings(waiting)
+		sort.Strings(failed)
+		total := len(b.eng.Runbook().ForMode(r.Mode).Steps())
+		line := fmt.Sprintf("%s *%s* `%s` — %s, %d/%d steps done, %d running, elapsed %s",
+			runEmoji[r.Status], r.Target, r.ID, r.Status, counts[state.StepSucceeded]+counts[state.StepSkipped], total, counts[state.StepRunning], short(b.clock().Sub(r.StartedAt)))
+		if len(waiting) > 0 {
+			line += "\n  waiting for approval: " + strings.Join(waiting, ", ")
+		}
+		if len(failed) > 0 {
+			line += "\n  failed, needs Retry/Skip/Abort: " + strings.Join(failed, ", ")
+		}
+		if r.Slack.ChannelID != "" {
+			line += fmt.Sprintf("\n  channel: <#%s>", r.Slack.ChannelID)
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+func (b *Bot) planText(cmd Command) string {
+	t, err := b.pickTarget(cmd.Target, cmd.Drill)
+	if err != nil {
+		return ":warning: " + err.Error()
+	}
+	mode := state.ModeRecovery
+	if cmd.Drill {
+		mode = state.ModeDrill
+	}
+	var sb strings.Builder
+	header := fmt.Sprintf("Plan for a %s of %s: %s/%s → %s in %s (%s). Nothing is changed.",
+		strings.ToLower(modeWord(mode)), t.Name, t.Primary.Region, t.Primary.Cluster, t.DR.ClusterName, t.DR.Region, t.Cluster.Provider)
+	if err := recovery.WritePlan(&sb, header, b.eng.Runbook().ForMode(mode).Schedule(), b.cfg.MTTR.Budget.Std()); err != nil {
+		return ":x: " + err.Error()
+	}
+	return "```" + truncate(sb.String(), maxTextLen-10) + "```"
+}
+
+func (b *Bot) historyText() string {
+	runs := b.runs()
+	if len(runs) == 0 {
+		return "No runs yet."
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].CreatedAt.After(runs[j].CreatedAt) })
+	if len(runs) > 10 {
+		runs = runs[:10]
+	}
+	lines := []string{"*Last runs* (time to recover against the " + short(b.cfg.MTTR.Budget.Std()) + " budget):"}
+	for _, r := range runs {
+		dur := "—"
+		if r.Status.Finished() {
+			dur = short(r.FinishedAt.Sub(r.StartedAt))
+		}
+		lines = append(lines, fmt.Sprintf("%s `%s` %s %s · %s · %s · by <@%s>", runEmoji[r.Status], r.ID, strings.ToLower(modeWord(r.Mode)), r.Target, r.Status, dur, r.Initiator))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// postmortemText is the run's timeline from the journal and the audit log.
+func (b *Bot) postmortemText(id string) string {
+	run, err := b.findLatest(id)
+	if err != nil {
+		return ":warning: " + err.Error()
+	}
+	var recs map[string]state.StepRecord
+	var audit []state.AuditEntry
+	_ = b.store.View(func(tx *state.Tx) error {
+		var err error
+		if recs, err = tx.Steps(run.ID); err != nil {
+			return err
+		}
+		audit, err = tx.AuditLog(run.ID)
+		return err
+	})
+	lines := []string{fmt.Sprintf("*Post-mortem of `%s`* — %s of %s, %s", run.ID, strings.ToLower(modeWord(run.Mode)), run.Target, run.Status)}
+	for _, s := range b.eng.Runbook().ForMode(run.Mode).Steps() {
+		rec := recs[s.ID]
+		if rec.Status == "" {
+			continue
+		}
+		dur := ""
+		if !rec.FinishedAt.IsZero() {
+			dur = " in " + short(rec.FinishedAt.Sub(firstStart(rec)))
+		}
+		lines = append(lines, fmt.Sprintf("%s `%s` %s%s, %d attempt(s)", statusEmoji[rec.Status], s.ID, rec.Status, dur, rec.Attempt))
+	}
+	for _, a := range audit {
+		if strings.HasPrefix(a.Action, "decide.") {
+			lines = append(lines, fmt.Sprintf("• %s <@%s> %s %s: %s", a.Time.UTC().Format("15:04:05Z"), a.Actor, strings.TrimPrefix(a.Action, "decide."), a.Step, a.Result))
+		}
+	}
+	return truncate(strings.Join(lines, "\n"), maxTextLen)
+}
+
+func (b *Bot) findLatest(id string) (state.Run, error) {
+	if id != "" {
+		return b.findRun(id)
+	}
+	runs := b.runs()
+	if len(runs) == 0 {
+		return state.Run{}, errors.New("no runs yet")
+	}
+	return runs[len(runs)-1], nil
+}
+
+func (b *Bot) abort(ctx context.Context, sc slack.SlashCommand, cmd Command) {
+	run, err := b.findRun(cmd.RunID)
+	if err != nil {
+		b.reply(ctx, sc.ResponseURL, ":warning: "+err.Error())
+		return
+	}
+	res, err := b.eng.Decide(recovery.DecisionRequest{RunID: run.ID, Kind: recovery.DecideAbort, By: sc.UserID, Reason: cmd.Reason})
+	b.reply(ctx, sc.ResponseURL, decisionReply(res, err, "abort"))
+}
+
+func (b *Bot) resume(ctx context.Context, sc slack.SlashCommand, cmd Command) {
+	if err := b.policy.CanStart(ctx, sc.UserID); err != nil {
+		b.reply(ctx, sc.ResponseURL, ":no_entry: You may not resume runs: "+err.Error())
+		return
+	}
+	resumed, err := b.eng.Resume()
+	if err != nil {
+		b.reply(ctx, sc.ResponseURL, ":x: "+err.Error())
+		return
+	}
+	b.audit(state.AuditEntry{Actor: sc.UserID, Action: "run.resume", RunID: cmd.RunID, Result: fmt.Sprintf("%d run(s) resumed", len(resumed))})
+	if len(resumed) == 0 {
+		b.reply(ctx, sc.ResponseURL, "Every unfinished run is already being driven; nothing to resume.")
+		return
+	}
+	ids := make([]string, len(resumed))
+	for i, r := range resumed {
+		ids[i] = "`" + r.ID + "`"
+	}
+	b.reply(ctx, sc.ResponseURL, "Resumed "+strings.Join(ids, ", "))
+}
+
+// decisionReply tells the person what became of their decision.
+func decisionReply(res recovery.DecisionResult, err error, kind string) string {
+	switch {
+	case errors.Is(err, recovery.ErrDenied):
+		return ":no_entry: " + strings.TrimPrefix(err.Error(), recovery.ErrDenied.Error()+": ")
+	case errors.Is(err, recovery.ErrStale):
+		return ":hourglass: This button is out of date: " + err.Error()
+	case err != nil:
+		return ":warning: " + err.Error()
+	case !res.Applied:
+		return fmt.Sprintf("Already decided: %s by <@%s> at %s.", decidedWords[res.Decision.Kind], res.Decision.By, res.Decision.DecidedAt.UTC().Format("15:04 UTC"))
+	default:
+		return fmt.Sprintf("Recorded: %s.", kind)
+	}
+}
+
+func (b *Bot) onInteraction(ctx context.Context, cb slack.InteractionCallback) {
+	switch cb.Type {
+	case slack.InteractionTypeBlockActions:
+		if len(cb.ActionCallback.BlockActions) == 0 {
+			return
+		}
+		act := cb.ActionCallback.BlockActions[0]
+		v, err := ParseButtonValue(act.Value)
+		if err != nil {
+			b.reply(ctx, cb.ResponseURL, ":warning: "+err.Error())
+			return
+		}
+		switch act.ActionID {
+		case ActionApprove:
+			b.decide(ctx, cb, v, recovery.DecideApprove, "")
+		case ActionRetry:
+			b.decide(ctx, cb, v, recovery.DecideRetry, "")
+		case ActionSkip:
+			b.decide(ctx, cb, v, recovery.DecideSkip, "")
+		case ActionAbort:
+			b.decide(ctx, cb, v, recovery.DecideAbort, "aborted from the failed step "+v.StepID)
+		case ActionReject:
+			if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, RejectModal(v)); err != nil {
+				b.log.Warn("opening the reject modal", "err", err)
+				b.reply(ctx, cb.ResponseURL, ":warning: Could not open the reason form: "+err.Error())
+			}
+		default:
+			b.log.Warn("unknown action", "action_id", act.ActionID)
+		}
+	case slack.InteractionTypeViewSubmission:
+		if cb.View.CallbackID != CallbackReject {
+			return
+		}
+		v, err := ParseButtonValue(cb.View.PrivateMetadata)
+		if err != nil {
+			b.log.Warn("reject modal with a bad value", "err", err)
+			return
+		}
+		reason := strings.TrimSpace(cb.View.State.Values[blockReason][actionReason].Value)
+		b.decide(ctx, cb, v, recovery.DecideReject, reason)
+	}
+}
+
+// decide records a click's decision through the engine, which checks the
+// policy and the round; the person hears back privately only when nothing
+// visible happens (refusal, stale button, someone was first).
+func (b *Bot) decide(ctx context.Context, cb slack.InteractionCallback, v ButtonValue, kind recovery.DecisionKind, reason string) {
+	req := recovery.DecisionRequest{RunID: v.RunID, StepID: v.StepID, Kind: kind, By: cb.User.ID, Reason: reason, Round: v.Round}
+	if kind == recovery.DecideAbort {
+		req.StepID, req.Round = "", 0
+	}
+	res, err := b.eng.Decide(req)
+	if err != nil && !errors.Is(err, recovery.ErrDenied) && !errors.Is(err, recovery.ErrStale) && kind != recovery.DecideAbort {
+		// The step moved on (a double click after the first decision was
+		// applied): say who decided this round.
+		if d, ok := b.decisionFor(v, kind); ok {
+			res, err = recovery.DecisionResult{Decision: d}, nil
+		}
+	}
+	if err == nil && res.Applied {
+		b.log.Info("decision recorded", "run_id", v.RunID, "step", v.StepID, "decision", kind, "by", cb.User.ID)
+		return
+	}
+	b.postPrivately(ctx, cb, decisionReply(res, err, string(kind)))
+}
+
+func (b *Bot) decisionFor(v ButtonValue, kind recovery.DecisionKind) (state.Decision, bool) {
+	key := recovery.FailureKey(v.RunID, v.StepID, v.Round)
+	if kind == recovery.DecideApprove || kind == recovery.DecideReject {
+		key = recovery.GateKey(v.RunID, v.StepID, v.Round)
+	}
+	var d state.Decision
+	var ok bool
+	_ = b.store.View(func(tx *state.Tx) (err error) { d, ok, err = tx.Decision(key); return })
+	return d, ok
+}
+
+// postPrivately answers a click: through its response_url, or as an
+// ephemeral message for modal submissions, which have none.
+func (b *Bot) postPrivately(ctx context.Context, cb slack.InteractionCallback, text string) {
+	if cb.ResponseURL != "" {
+		b.reply(ctx, cb.ResponseURL, text)
+		return
+	}
+	var run state.Run
+	_ = b.store.View(func(tx *state.Tx) (err error) {
+		v, _ := ParseButtonValue(cb.View.PrivateMetadata)
+		run, _, err = tx.Run(v.RunID)
+		return err
+	})
+	if run.Slack.ChannelID == "" {
+		return
+	}
+	if _, err := b.api.PostEphemeralContext(ctx, run.Slack.ChannelID, cb.User.ID, slack.MsgOptionText(text, false)); err != nil {
+		b.log.Warn("posting ephemeral reply", "err", err)
+	}
+}
+
