@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
@@ -145,5 +146,22 @@ func TestLoadBalancerListenerAndTagLifecycle(t *testing.T) {
 	}
 	if got := srv.LoadBalancers(drRegion); len(got) != 0 {
 		t.Errorf("LoadBalancers after delete = %+v", got)
+	}
+}
+
+func TestLoadBalancerAvailableWaiterSeesProvisioningThenActive(t *testing.T) {
+	srv := newServer(t, awsfake.Options{LBProvisionDelay: 200 * time.Millisecond})
+	c := elbv2.NewFromConfig(srv.Config(drRegion, drbotKey, drbotSec))
+	out, err := c.CreateLoadBalancer(ctx(t), &elbv2.CreateLoadBalancerInput{Name: aws.String("dr-nlb"), Type: elbtypes.LoadBalancerTypeEnumNetwork, Subnets: []string{"subnet-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := out.LoadBalancers[0].State.Code; st != elbtypes.LoadBalancerStateEnumProvisioning {
+		t.Fatalf("state right after create = %s, want provisioning", st)
+	}
+	if err := elbv2.NewLoadBalancerAvailableWaiter(c, func(o *elbv2.LoadBalancerAvailableWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 50*time.Millisecond, 100*time.Millisecond
+	}).Wait(ctx(t), &elbv2.DescribeLoadBalancersInput{Names: []string{"dr-nlb"}}, 5*time.Second); err != nil {
+		t.Fatalf("LoadBalancerAvailable waiter: %v", err)
 	}
 }

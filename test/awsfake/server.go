@@ -13,6 +13,16 @@
 // Anything the stand-in does not understand is answered with an error and
 // recorded in Unexpected(); unless Options.AllowUnexpected is set, a test
 // with unexpected requests fails at cleanup.
+//
+// Typical use in an end-to-end test:
+//
+//	srv := awsfake.New(t, awsfake.Options{EKSCreateDelay: 2 * time.Second})
+//	srv.AddIdentity("AKIDDRBOT", "made-up", "arn:aws:sts::123456789012:assumed-role/drbot/run")
+//	kc := kubeenv.Start(t, kubeenv.WithTokenWebhook(srv.TokenWebhookURL("eu-west-1", "dr")))
+//	srv.BackClusterWith("eu-west-1", "dr", kc) // DescribeCluster reports kc's endpoint and CA
+//	cfg := srv.Config("eu-west-1", "AKIDDRBOT", "made-up") // or srv.Env(...) for a drbot binary
+//	// ... run drbot with cfg; it creates "dr", its access entry, and talks to kc with an EKS token ...
+//	if n := srv.CallsTo("eks", "CreateCluster"); n != 1 { t.Errorf(...) }
 package awsfake
 
 import (
@@ -199,8 +209,8 @@ func New(t testing.TB, opts Options) *Server {
 		elb:           map[string]*elbRegion{},
 		placeholderCA: ca,
 	}
-	s.http = httptest.NewServer(s)
 	s.mountEdge()
+	s.http = httptest.NewServer(s)
 	t.Cleanup(func() {
 		s.http.Close()
 		if !s.opts.AllowUnexpected {
@@ -513,7 +523,7 @@ func (s *Server) logCall(q *request) {
 }
 
 func (s *Server) recordUnexpected(r *http.Request, service, reason string) {
-	line := r.Method + " " + r.URL.RequestURI()
+	line := r.Method + " " + redactedURI(r.URL)
 	if len(line) > 300 {
 		line = line[:300] + "…"
 	}
@@ -526,6 +536,21 @@ func (s *Server) recordUnexpected(r *http.Request, service, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unexpected = append(s.unexpected, line)
+}
+
+// redactedURI is the request URI with signing material in the query
+// (signature, credential, session token) elided.
+func redactedURI(u *url.URL) string {
+	if u.RawQuery == "" {
+		return u.EscapedPath()
+	}
+	q := u.Query()
+	for _, k := range []string{"X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token"} {
+		if q.Has(k) {
+			q.Set(k, "redacted")
+		}
+	}
+	return u.EscapedPath() + "?" + q.Encode()
 }
 
 // applyFault sleeps and/or fails per the injected fault for q's operation.
