@@ -11,6 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
 )
@@ -25,42 +30,73 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Refuse to start half-configured: name every secret that cannot be read.
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, book, log, serveOptions{})
+}
+
+// serveOptions let tests drive the real wiring with their own runbook and
+// shorter timings.
+type serveOptions struct {
+	socket  []socketmode.Option
+	poster  bot.PosterOptions
+	onReady func(*server)
+}
+
+// server is what serve wired, for tests.
+type server struct {
+	store  *state.Store
+	engine *recovery.Engine
+}
+
+// slackTokens reads both tokens, naming every one that cannot be read.
+func slackTokens(cfg *config.Config) (app, botToken string, err error) {
 	var missing []string
-	for _, s := range []struct {
-		key    string
-		secret interface {
-			Resolve() (string, error)
-			Source() string
+	read := func(key string, s config.Secret) string {
+		v, err := s.Resolve()
+		if err != nil {
+			missing = append(missing, fmt.Sprintf("  %s (%s): %v", key, s.Source(), err))
 		}
-	}{{"slack.app_token", cfg.Slack.AppToken}, {"slack.bot_token", cfg.Slack.BotToken}} {
-		if _, err := s.secret.Resolve(); err != nil {
-			missing = append(missing, fmt.Sprintf("  %s (%s): %v", s.key, s.secret.Source(), err))
-		}
+		return v
 	}
+	app = read("slack.app_token", cfg.Slack.AppToken)
+	botToken = read("slack.bot_token", cfg.Slack.BotToken)
 	if len(missing) > 0 {
-		return &exitError{code: 1, msg: "drbot serve needs the Slack tokens, and cannot read:\n" + strings.Join(missing, "\n") +
+		return "", "", &exitError{code: 1, msg: "drbot serve needs the Slack tokens, and cannot read:\n" + strings.Join(missing, "\n") +
 			"\nSet the variables (or files) named above; see the README."}
 	}
+	return app, botToken, nil
+}
 
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+// groupMembers expands Slack user groups for the access policy.
+type groupMembers struct{ api *slack.Client }
+
+func (g groupMembers) GroupMembers(ctx context.Context, id string) ([]string, error) {
+	return g.api.GetUserGroupMembersContext(ctx, id)
+}
+
+// serve runs drbot until ctx ends: Socket Mode, the engine, the outbox
+// poster and the admin socket, resuming unfinished runs first.
+func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, log *slog.Logger, opts serveOptions) error {
+	appToken, botToken, err := slackTokens(cfg)
+	if err != nil {
+		return err
+	}
 	store, err := state.Open(cfg.State.Path, state.Options{})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	stopAdmin, err := serveAdmin(ctx, store)
-	if err != nil {
-		return err
-	}
-	defer stopAdmin()
-
-	// Until the Slack bot lands (issue #4), events go to the log.
-	disp := recovery.NewDispatcher(store, recovery.LogNotifier(log), log)
-	go func() { _ = disp.Run(ctx) }()
+	api := slack.New(botToken, slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(appToken))
+	policy := bot.NewPolicy(cfg.Access, groupMembers{api})
+	posterOpts := opts.poster
+	posterOpts.Budget, posterOpts.Logger = cfg.MTTR.Budget.Std(), log
+	poster := bot.NewPoster(api, store, book, posterOpts)
+	disp := recovery.NewDispatcher(store, poster, log)
 	eng := recovery.New(ctx, store, book, recovery.Options{
 		Concurrency: cfg.Runbook.Concurrency,
 		Retry: recovery.RetryPolicy{
@@ -69,23 +105,38 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			MaxBackoff:     cfg.Runbook.Retry.MaxBackoff.Std(),
 		},
 		Logger:    log,
+		Authorize: policy.Authorizer(),
 		OnEnqueue: disp.Wake,
 	})
+	b := bot.New(cfg, api, eng, store, policy, bot.Options{Logger: log, SocketOptions: opts.socket})
+
+	stopAdmin, err := serveAdmin(ctx, store)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	go func() { _ = disp.Run(ctx) }()
+	go func() { _ = poster.RunBoards(ctx, posterOpts.BoardInterval) }()
 	resumed, err := eng.Resume()
 	if err != nil {
 		return err
 	}
-	log.Info("drbot serving", "version", version, "state", cfg.State.Path, "targets", len(cfg.Targets), "resumed_runs", len(resumed))
-	<-ctx.Done()
+	log.Info("drbot serving", "version", version, "state", cfg.State.Path, "targets", len(cfg.Targets), "resumed_runs", len(resumed), "slack_api", cfg.Slack.APIURL)
+	if opts.onReady != nil {
+		opts.onReady(&server{store: store, engine: eng})
+	}
+	err = b.Run(ctx)
+	cancel()
 	log.Info("shutting down; unfinished runs resume on the next start")
-	waitCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	done := make(chan struct{})
 	go func() { eng.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-waitCtx.Done():
+	case <-time.After(30 * time.Second):
 		log.Warn("steps did not stop within 30s; exiting anyway (they re-run on resume)")
 	}
-	return nil
+	if parent.Err() != nil {
+		return nil // asked to stop
+	}
+	return err
 }
