@@ -20,7 +20,7 @@ const (
 // FailurePlan makes a share of Web API calls fail before they have any effect.
 type FailurePlan struct {
 	Rate    float64       // 0..1: share of matching calls that fail
-	Methods []string      // methods to fail, e.g. "chat.postMessage"; empty means every Web API method
+	Methods []string      // methods to fail, e.g. "chat.postMessage"; empty means every Web API method, apps.connections.open included
 	Kinds   []FailureKind // empty means RateLimited
 	Seed    int64         // same seed and same call sequence give the same failures
 }

@@ -104,7 +104,7 @@ func (s *Server) filesCompleteUploadExternal(r *apiRequest) (map[string]any, *ap
 		if id = strings.TrimSpace(id); id == "" {
 			continue
 		}
-		c := s.lookupChannel(id)
+		c := s.channels[id]
 		if c == nil {
 			return nil, errf("channel_not_found")
 		}

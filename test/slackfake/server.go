@@ -16,8 +16,12 @@
 //   - Bodies are checked as Slack documents them (channel names, Block Kit
 //     limits, metadata JSON, trigger_id single use, response_url: 5 uses in 30
 //     minutes by the Clock) but error texts are approximations.
+//   - Channel arguments are IDs, except that chat.postMessage and
+//     chat.postEphemeral also take a name, as in Slack.
 //   - Membership is not enforced for posting; topic/purpose changes and joins
 //     do not add system messages to the history.
+//   - A bot token used where the app token belongs (or the reverse) gets
+//     not_allowed_token_type, an unknown token invalid_auth.
 //   - Envelopes are never redelivered on their own; use the Redelivery option.
 //   - trigger_id expiry (3 s) is not checked, only single use.
 //

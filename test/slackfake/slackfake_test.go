@@ -465,6 +465,17 @@ func TestInviteTopicPurposeAndPins(t *testing.T) {
 	}
 }
 
+func TestChannelNamesWorkOnlyWhereSlackTakesThem(t *testing.T) {
+	e := start(t)
+	ch, _, err := e.api.PostMessageContext(e.ctx, "#ops", slack.MsgOptionText("by name", false))
+	if err != nil || ch != "C1" {
+		t.Fatalf("chat.postMessage to #ops: channel %q, err %v", ch, err)
+	}
+	if _, err := e.api.GetConversationInfoContext(e.ctx, &slack.GetConversationInfoInput{ChannelID: "ops"}); err == nil || err.Error() != "channel_not_found" {
+		t.Errorf("conversations.info by name: err = %v, want channel_not_found", err)
+	}
+}
+
 func TestUsersAndUserGroups(t *testing.T) {
 	e := start(t)
 	e.srv.AddUserGroup("S1", "dr-approvers", "U1", "U2")

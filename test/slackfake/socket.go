@@ -208,9 +208,10 @@ func (s *Server) handleAck(data []byte) {
 		EnvelopeID: ack.EnvelopeID, Type: d.env.Type, RetryAttempt: d.env.RetryAttempt,
 		Payload: cloneRaw(ack.Payload), Latency: now.Sub(d.sentAt),
 	})
-	// A slash command's ack payload is Slack's immediate reply to the user.
+	// A slash command's ack payload is Slack's immediate reply to the user;
+	// one without text or blocks shows nothing.
 	if d.env.Type == "slash_commands" && len(ack.Payload) > 0 && d.target != nil {
-		if _, err := s.respond(d.target, ack.Payload); err != nil {
+		if code, err := s.respond(d.target, ack.Payload); err != nil && code != "no_text" {
 			s.unexpectedf("ack payload for envelope %q: %v", ack.EnvelopeID, err)
 		}
 	}
@@ -234,9 +235,9 @@ func (s *Server) WaitAck(ctx context.Context, envelopeID string) (Ack, error) {
 	for {
 		s.mu.Lock()
 		var last *delivery
-		n := 0 // index among deliveries of this envelope
+		n := 0 // index among the written deliveries of this envelope
 		for _, d := range s.deliveries {
-			if d.env.EnvelopeID == envelopeID {
+			if d.env.EnvelopeID == envelopeID && !d.failed {
 				last = d
 				n++
 			}

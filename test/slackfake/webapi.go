@@ -325,9 +325,19 @@ func (s *Server) channelJSON(c *channel, numMembers bool) map[string]any {
 	return out
 }
 
+// channelArg reads a channel ID argument. Most methods take IDs only; chat.postMessage
+// and chat.postEphemeral also take a name (postableChannelArg).
 func (s *Server) channelArg(r *apiRequest, key string) (*channel, *apiError) {
-	c := s.lookupChannel(r.get(key))
-	if c == nil || r.get(key) == "" {
+	c := s.channels[r.get(key)]
+	if c == nil {
+		return nil, errf("channel_not_found")
+	}
+	return c, nil
+}
+
+func (s *Server) postableChannelArg(r *apiRequest) (*channel, *apiError) {
+	c := s.lookupChannel(r.get("channel"))
+	if c == nil || r.get("channel") == "" {
 		return nil, errf("channel_not_found")
 	}
 	return c, nil
@@ -764,7 +774,7 @@ func compactJSON(raw json.RawMessage) json.RawMessage {
 }
 
 func (s *Server) chatPostMessage(r *apiRequest) (map[string]any, *apiError) {
-	c, e := s.channelArg(r, "channel")
+	c, e := s.postableChannelArg(r)
 	if e != nil {
 		return nil, e
 	}
@@ -861,7 +871,7 @@ func (s *Server) chatDelete(r *apiRequest) (map[string]any, *apiError) {
 }
 
 func (s *Server) chatPostEphemeral(r *apiRequest) (map[string]any, *apiError) {
-	c, e := s.channelArg(r, "channel")
+	c, e := s.postableChannelArg(r)
 	if e != nil {
 		return nil, e
 	}
