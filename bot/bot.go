@@ -152,7 +152,7 @@ func (b *Bot) ack(evt socketmode.Event) {
 // dispatch queues work once per envelope: a redelivered envelope (same
 // envelope id, retry_attempt > 0) has been acked again but does nothing.
 func (b *Bot) dispatch(name string, req *socketmode.Request, fn func(context.Context)) {
-	b.jobs <- job{name: name, fn: func(ctx context.Context) {
+	j := job{name: name, fn: func(ctx context.Context) {
 		if req != nil && req.EnvelopeID != "" {
 			var first bool
 			if err := b.store.Update(func(tx *state.Tx) (err error) { first, err = tx.FirstSeen("envelope/"+req.EnvelopeID, 24*time.Hour); return }); err != nil {
@@ -166,6 +166,13 @@ func (b *Bot) dispatch(name string, req *socketmode.Request, fn func(context.Con
 		}
 		fn(ctx)
 	}}
+	select {
+	case b.jobs <- j:
+	default:
+		// The pool is saturated: queue from the side rather than hold up
+		// the acks of the envelopes behind this one.
+		go func() { b.jobs <- j }()
+	}
 }
 
 // reply answers the person privately through the response_url.
@@ -312,11 +319,11 @@ func (b *Bot) start(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 		return
 	}
 	topic := fmt.Sprintf("%s of %s · run %s · started by @%s", modeWord(mode), target.Name, run.ID, sc.UserName)
-	if _, err := b.api.SetTopicOfConversationContext(ctx, ch.ID, truncate(topic, 250)); err != nil {
+	if err := retrySlack(ctx, func() error { _, err := b.api.SetTopicOfConversationContext(ctx, ch.ID, truncate(topic, 250)); return err }); err != nil {
 		b.log.Warn("setting channel topic", "err", err)
 	}
 	purpose := fmt.Sprintf("Recover %s (%s/%s) into %s in %s. Reason: %s", target.Name, target.Primary.Region, target.Primary.Cluster, target.DR.ClusterName, target.DR.Region, orDash(cmd.Reason))
-	if _, err := b.api.SetPurposeOfConversationContext(ctx, ch.ID, truncate(purpose, 250)); err != nil {
+	if err := retrySlack(ctx, func() error { _, err := b.api.SetPurposeOfConversationContext(ctx, ch.ID, truncate(purpose, 250)); return err }); err != nil {
 		b.log.Warn("setting channel purpose", "err", err)
 	}
 	b.invite(ctx, ch.ID, append([]string{sc.UserID}, b.cfg.Slack.Invite...))
@@ -356,7 +363,11 @@ func (b *Bot) activeRun(target string) (state.Run, bool) {
 // ensureChannel creates the channel, or finds it when the name is taken
 // (a retried start in the same minute).
 func (b *Bot) ensureChannel(ctx context.Context, name string) (*slack.Channel, error) {
-	ch, err := b.api.CreateConversationContext(ctx, slack.CreateConversationParams{ChannelName: name})
+	var ch *slack.Channel
+	err := retrySlack(ctx, func() (err error) {
+		ch, err = b.api.CreateConversationContext(ctx, slack.CreateConversationParams{ChannelName: name})
+		return err
+	})
 	if err == nil {
 		return ch, nil
 	}
@@ -365,7 +376,12 @@ func (b *Bot) ensureChannel(ctx context.Context, name string) (*slack.Channel, e
 	}
 	cursor := ""
 	for {
-		chans, next, err := b.api.GetConversationsContext(ctx, &slack.GetConversationsParameters{Cursor: cursor, Limit: 200, Types: []string{"public_channel", "private_channel"}})
+		var chans []slack.Channel
+		var next string
+		err := retrySlack(ctx, func() (err error) {
+			chans, next, err = b.api.GetConversationsContext(ctx, &slack.GetConversationsParameters{Cursor: cursor, Limit: 200, Types: []string{"public_channel", "private_channel"}})
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("looking up existing channel #%s: %w", name, err)
 		}
@@ -401,7 +417,8 @@ func (b *Bot) invite(ctx context.Context, channelID string, ids []string) {
 			continue
 		}
 		seen[u] = true
-		if _, err := b.api.InviteUsersToConversationContext(ctx, channelID, u); err != nil && !strings.Contains(err.Error(), "already_in_channel") {
+		err := retrySlack(ctx, func() error { _, err := b.api.InviteUsersToConversationContext(ctx, channelID, u); return err })
+		if err != nil && !strings.Contains(err.Error(), "already_in_channel") {
 			b.log.Warn("inviting responder", "user", u, "err", err)
 		}
 	}

@@ -209,10 +209,16 @@ func (p *Poster) ensureRoots(ctx context.Context, run state.Run, refs map[string
 			return err
 		}
 		ts, _ := p.refs(run.ID)
-		if err := p.api.AddPinContext(ctx, ch, slack.NewRefToMessage(ch, ts["board"])); err != nil && !strings.Contains(err.Error(), "already_pinned") {
+		refs["board"] = ts["board"]
+	}
+	if refs["board-pinned"] == "" {
+		err := retrySlack(ctx, func() error { return p.api.AddPinContext(ctx, ch, slack.NewRefToMessage(ch, refs["board"])) })
+		if err != nil && !strings.Contains(err.Error(), "already_pinned") {
 			return fmt.Errorf("pinning the board: %w", err)
 		}
-		refs["board"] = ts["board"]
+		if err := p.store.Update(func(tx *state.Tx) error { return tx.PutMessageRef(run.ID, "board-pinned", refs["board"]) }); err != nil {
+			return err
+		}
 	}
 	if refs["log"] == "" {
 		if err := p.postRef(ctx, run.ID, ch, "", "log", run.ID+"/log", false, slack.MsgOptionText(LogRoot(run), false)); err != nil {
@@ -387,6 +393,25 @@ func retryWait(err error, attempt int) (time.Duration, bool) {
 		return backoff(attempt), true
 	}
 	return 0, false
+}
+
+// retrySlack runs one idempotent Slack call, retrying 429s, 5xx and
+// network errors a few times.
+func retrySlack(ctx context.Context, call func() error) error {
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		if err = call(); err == nil {
+			return nil
+		}
+		wait, ok := retryWait(err, attempt)
+		if !ok {
+			return err
+		}
+		if sleep(ctx, wait) != nil {
+			return ctx.Err()
+		}
+	}
+	return err
 }
 
 func backoff(attempt int) time.Duration {
