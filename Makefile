@@ -13,6 +13,12 @@ build:
 ## test: lint, then every test with the race detector (the README's test command).
 test: lint kube-bins
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime 10s ./bot
+
+## bench: the benchmarks (ack latency over Socket Mode, …), one iteration each.
+.PHONY: bench
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 ## kube-bins: build (once; cached in .cache/kube/) the etcd, Kubernetes control-plane and KWOK binaries test/kubeenv runs.
 .PHONY: kube-bins

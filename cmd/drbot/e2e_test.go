@@ -55,7 +55,7 @@ func testBook(t testing.TB) *recovery.Runbook {
 }
 
 type e2e struct {
-	t     *testing.T
+	t     testing.TB
 	slack *slackfake.Server
 	cfg   *config.Config
 	srv   *server
@@ -63,7 +63,7 @@ type e2e struct {
 	done  chan error
 }
 
-func newE2E(t *testing.T, book *recovery.Runbook) *e2e {
+func newE2E(t testing.TB, book *recovery.Runbook) *e2e {
 	t.Helper()
 	fake := slackfake.New(t, slackfake.Options{})
 	for _, u := range []string{userOncall, userLead, userRandom, userSRE} {
