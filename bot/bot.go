@@ -155,7 +155,10 @@ func (b *Bot) dispatch(name string, req *socketmode.Request, fn func(context.Con
 	j := job{name: name, fn: func(ctx context.Context) {
 		if req != nil && req.EnvelopeID != "" {
 			var first bool
-			if err := b.store.Update(func(tx *state.Tx) (err error) { first, err = tx.FirstSeen("envelope/"+req.EnvelopeID, 24*time.Hour); return }); err != nil {
+			if err := b.store.Update(func(tx *state.Tx) (err error) {
+				first, err = tx.FirstSeen("envelope/"+req.EnvelopeID, 24*time.Hour)
+				return
+			}); err != nil {
 				b.log.Error("recording envelope", "err", err)
 				return
 			}
@@ -319,11 +322,17 @@ func (b *Bot) start(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 		return
 	}
 	topic := fmt.Sprintf("%s of %s · run %s · started by @%s", modeWord(mode), target.Name, run.ID, sc.UserName)
-	if err := retrySlack(ctx, func() error { _, err := b.api.SetTopicOfConversationContext(ctx, ch.ID, truncate(topic, 250)); return err }); err != nil {
+	if err := retrySlack(ctx, func() error {
+		_, err := b.api.SetTopicOfConversationContext(ctx, ch.ID, truncate(topic, 250))
+		return err
+	}); err != nil {
 		b.log.Warn("setting channel topic", "err", err)
 	}
 	purpose := fmt.Sprintf("Recover %s (%s/%s) into %s in %s. Reason: %s", target.Name, target.Primary.Region, target.Primary.Cluster, target.DR.ClusterName, target.DR.Region, orDash(cmd.Reason))
-	if err := retrySlack(ctx, func() error { _, err := b.api.SetPurposeOfConversationContext(ctx, ch.ID, truncate(purpose, 250)); return err }); err != nil {
+	if err := retrySlack(ctx, func() error {
+		_, err := b.api.SetPurposeOfConversationContext(ctx, ch.ID, truncate(purpose, 250))
+		return err
+	}); err != nil {
 		b.log.Warn("setting channel purpose", "err", err)
 	}
 	b.invite(ctx, ch.ID, append([]string{sc.UserID}, b.cfg.Slack.Invite...))

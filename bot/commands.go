@@ -329,4 +329,3 @@ func (b *Bot) postPrivately(ctx context.Context, cb slack.InteractionCallback, t
 		b.log.Warn("posting ephemeral reply", "err", err)
 	}
 }
-
