@@ -192,10 +192,11 @@ func (c *Controller) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
+		c.mu.Lock()
+		// A failure that repeats every pass is logged once.
+		if err != nil && (c.lastErr == nil || c.lastErr.Error() != err.Error()) {
 			c.log.Warn("pass", "err", err)
 		}
-		c.mu.Lock()
 		c.lastErr = err
 		c.mu.Unlock()
 		select {
