@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/state"
+)
+
+func TestRejectAsksForAReasonAndParksTheGate(t *testing.T) {
+	e := newE2E(t, testBook(t))
+	e.command(userOncall, "start prod-eu")
+	e.waitFor("the merge gate", func() bool { r := e.run(); return r.ID != "" && e.refs(r.ID)["gate/gitops.merge/1"] != "" })
+	run := e.run()
+	ts := e.refs(run.ID)["gate/gitops.merge/1"]
+	value := bot.ButtonValue{RunID: run.ID, StepID: "gitops.merge", Round: 1}.String()
+	e.click(userLead, run.Slack.ChannelID, ts, bot.ActionReject, value)
+	e.waitFor("the reason modal", func() bool { return len(e.slack.Views()) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id, err := e.slack.SubmitView(ctx, userLead, bot.CallbackReject, value, map[string]map[string]string{"reason": {"reason_input": "the MR touches prod values"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.slack.WaitAck(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the rejection", func() bool { return e.step(run.ID, "gitops.merge").Status == state.StepFailed })
+	if rec := e.step(run.ID, "gitops.merge"); !strings.Contains(rec.Error, "rejected at the merge gate by "+userLead+": the MR touches prod values") {
+		t.Errorf("error = %q", rec.Error)
+	}
+	e.waitFor("the gate message to say who rejected and why", func() bool {
+		m, _ := e.message(run.Slack.ChannelID, ts)
+		return strings.Contains(blocksText(m), "Rejected by <@"+userLead+">") && strings.Contains(blocksText(m), "prod values")
+	})
+}
+
+func TestFailedStepOffersRetryAndRetryRunsItAgain(t *testing.T) {
+	var calls atomic.Int32
+	book := testBook(t)
+	book, err := book.WithActions(map[string]recovery.Action{"namespaces": func(context.Context, *recovery.StepContext) (recovery.Result, error) {
+		if calls.Add(1) == 1 {
+			return recovery.Result{}, errors.New("creating namespace payments: forbidden")
+		}
+		return recovery.Result{}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newE2E(t, book)
+	e.command(userOncall, "start prod-eu")
+	e.waitFor("the failure message", func() bool { r := e.run(); return r.ID != "" && e.refs(r.ID)["failure/namespaces/1"] != "" })
+	run := e.run()
+	ts := e.refs(run.ID)["failure/namespaces/1"]
+	m, _ := e.message(run.Slack.ChannelID, ts)
+	for _, action := range []string{bot.ActionRetry, bot.ActionSkip, bot.ActionAbort} {
+		if !strings.Contains(blocksText(m), action) {
+			t.Errorf("failure message lacks %s", action)
+		}
+	}
+	if !strings.Contains(blocksText(m), "forbidden") {
+		t.Errorf("failure message lacks the error: %s", blocksText(m))
+	}
+	e.waitFor("the run to be blocked", func() bool { return e.run().Status == state.RunBlocked })
+	value := bot.ButtonValue{RunID: run.ID, StepID: "namespaces", Round: 1}.String()
+	e.click(userRandom, run.Slack.ChannelID, ts, bot.ActionRetry, value)
+	e.waitFor("the refusal", func() bool { return anyContains(e.responses(userRandom), "may not retry") })
+	e.click(userOncall, run.Slack.ChannelID, ts, bot.ActionRetry, value)
+	e.waitFor("the merge gate after the retry", func() bool { return e.step(run.ID, "gitops.merge").Status == state.StepWaiting })
+	if calls.Load() != 2 {
+		t.Errorf("namespaces ran %d times, want 2", calls.Load())
+	}
+	e.waitFor("the failure message to say who retried", func() bool {
+		m, _ := e.message(run.Slack.ChannelID, ts)
+		return strings.Contains(blocksText(m), "Retried by <@"+userOncall+">") && !strings.Contains(blocksText(m), bot.ActionRetry)
+	})
+}
+
+func TestAbortStatusPlanHistoryAndPostmortemCommands(t *testing.T) {
+	e := newE2E(t, testBook(t))
+	e.command(userOncall, "start prod-eu")
+	e.waitFor("the merge gate", func() bool { return e.run().ID != "" && e.step(e.run().ID, "gitops.merge").Status == state.StepWaiting })
+	run := e.run()
+	e.command(userOncall, "status")
+	e.command(userOncall, "plan prod-eu")
+	e.waitFor("status and plan", func() bool {
+		return anyContains(e.responses(userOncall), "waiting for approval: `gitops.merge`") && anyContains(e.responses(userOncall), "Critical path (*)")
+	})
+	e.command(userRandom, `abort --reason "nope"`)
+	e.waitFor("the refused abort", func() bool { return anyContains(e.responses(userRandom), "may not abort") })
+	e.command(userOncall, `abort --reason "primary is back"`)
+	e.waitFor("the abort", func() bool { return e.run().Status == state.RunAborted })
+	e.command(userOncall, "history")
+	e.command(userOncall, "postmortem")
+	e.waitFor("history and post-mortem", func() bool {
+		return anyContains(e.responses(userOncall), "*Last runs*") && anyContains(e.responses(userOncall), "*Post-mortem of `"+run.ID+"`*")
+	})
+	var audit []state.AuditEntry
+	_ = e.srv.store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog(run.ID); return })
+	if !auditHas(audit, userOncall, "recorded") || !auditHas(audit, userRandom, "denied") {
+		t.Errorf("audit = %+v", audit)
+	}
+}
+
+func TestBotSurvivesASocketModeReconnect(t *testing.T) {
+	e := newE2E(t, testBook(t))
+	before := e.slack.Connections()
+	e.slack.Disconnect("refresh_requested")
+	e.waitFor("a new connection", func() bool { return e.slack.Connections() > before })
+	e.command(userOncall, "help")
+	e.waitFor("help after the reconnect", func() bool { return anyContains(e.responses(userOncall), "/dr start [target]") })
+}
