@@ -97,8 +97,8 @@ func TestServeWithoutSlackTokensExitsNamingTheVariables(t *testing.T) {
 	if code == 0 {
 		t.Fatal("serve started without tokens")
 	}
-	// The example reads the app token from $SLACK_APP_TOKEN and the bot token from a file.
-	for _, want := range []string{"slack.app_token", "SLACK_APP_TOKEN", "slack.bot_token", "/run/secrets/slack-bot-token"} {
+	// The example reads both tokens from the environment.
+	for _, want := range []string{"slack.app_token", "SLACK_APP_TOKEN", "slack.bot_token", "SLACK_BOT_TOKEN"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("serve error lacks %s:\n%s", want, errOut)
 		}
