@@ -225,7 +225,7 @@ func (b *Bot) onCommand(ctx context.Context, sc slack.SlashCommand) {
 	case "history":
 		b.reply(ctx, sc.ResponseURL, b.historyText())
 	case "postmortem":
-		b.reply(ctx, sc.ResponseURL, b.postmortemText(cmd.RunID))
+		b.postmortem(ctx, sc, cmd.RunID)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/postmortem"
 	"github.com/drbot/drbot/state"
 )
 
@@ -137,40 +138,39 @@ func (b *Bot) historyText() string {
 	return strings.Join(lines, "\n")
 }
 
-// postmortemText is the run's timeline from the journal and the audit log.
-func (b *Bot) postmortemText(id string) string {
+// postmortem writes the run's post-mortem from the journal, uploads it to
+// the run's post-mortem log thread, and answers with its summary.
+func (b *Bot) postmortem(ctx context.Context, sc slack.SlashCommand, id string) {
 	run, err := b.findLatest(id)
 	if err != nil {
-		return ":warning: " + err.Error()
+		b.reply(ctx, sc.ResponseURL, ":warning: "+err.Error())
+		return
 	}
-	var recs map[string]state.StepRecord
-	var audit []state.AuditEntry
-	_ = b.store.View(func(tx *state.Tx) error {
-		var err error
-		if recs, err = tx.Steps(run.ID); err != nil {
+	in, err := postmortem.Load(b.store, b.eng.Runbook(), run.ID)
+	if err != nil {
+		b.reply(ctx, sc.ResponseURL, ":x: "+err.Error())
+		return
+	}
+	in.Budget = b.cfg.MTTR.Budget.Std()
+	md := postmortem.Render(in)
+	summary, _, _ := strings.Cut(md, "\n## Phases")
+	var refs map[string]string
+	_ = b.store.View(func(tx *state.Tx) (err error) { refs, err = tx.MessageRefs(run.ID); return })
+	where := ""
+	if run.Slack.ChannelID != "" && refs["log"] != "" {
+		name := fmt.Sprintf("postmortem-%s.md", run.ID)
+		err := retrySlack(ctx, func() error {
+			_, err := b.api.UploadFileContext(ctx, slack.UploadFileParameters{Filename: name, Title: "Post-mortem " + run.ID, Content: md,
+				FileSize: len(md), Channel: run.Slack.ChannelID, ThreadTimestamp: refs["log"], SnippetType: "markdown"})
 			return err
-		}
-		audit, err = tx.AuditLog(run.ID)
-		return err
-	})
-	lines := []string{fmt.Sprintf("*Post-mortem of `%s`* — %s of %s, %s", run.ID, strings.ToLower(modeWord(run.Mode)), run.Target, run.Status)}
-	for _, s := range b.eng.Runbook().ForMode(run.Mode).Steps() {
-		rec := recs[s.ID]
-		if rec.Status == "" {
-			continue
-		}
-		dur := ""
-		if !rec.FinishedAt.IsZero() {
-			dur = " in " + short(rec.FinishedAt.Sub(firstStart(rec)))
-		}
-		lines = append(lines, fmt.Sprintf("%s `%s` %s%s, %d attempt(s)", statusEmoji[rec.Status], s.ID, rec.Status, dur, rec.Attempt))
-	}
-	for _, a := range audit {
-		if strings.HasPrefix(a.Action, "decide.") {
-			lines = append(lines, fmt.Sprintf("• %s <@%s> %s %s: %s", a.Time.UTC().Format("15:04:05Z"), a.Actor, strings.TrimPrefix(a.Action, "decide."), a.Step, a.Result))
+		})
+		if err != nil {
+			b.log.Warn("uploading the post-mortem", "run_id", run.ID, "err", err)
+		} else {
+			where = fmt.Sprintf("\nThe full post-mortem is in the post-mortem log thread of <#%s>.", run.Slack.ChannelID)
 		}
 	}
-	return truncate(strings.Join(lines, "\n"), maxTextLen)
+	b.reply(ctx, sc.ResponseURL, truncate(summary, maxTextLen-200)+where)
 }
 
 func (b *Bot) findLatest(id string) (state.Run, error) {

@@ -22,6 +22,7 @@ type SlackAPI interface {
 	AddPinContext(ctx context.Context, channel string, item slack.ItemRef) error
 	GetConversationHistoryContext(ctx context.Context, params *slack.GetConversationHistoryParameters) (*slack.GetConversationHistoryResponse, error)
 	GetConversationRepliesContext(ctx context.Context, params *slack.GetConversationRepliesParameters) ([]slack.Message, bool, string, error)
+	UploadFileContext(ctx context.Context, params slack.UploadFileParameters) (*slack.FileSummary, error)
 }
 
 // metadataType marks drbot's messages; the payload carries the outbox key
@@ -144,12 +145,40 @@ func (p *Poster) eventMessages(ctx context.Context, run state.Run, refs map[stri
 			slack.MsgOptionText(text, false), slack.MsgOptionBlocks(GateBlocks(ev, ev.Round, nil)...))
 	case recovery.EventDecision:
 		return p.markDecided(ctx, run, refs, ev)
+	case recovery.EventAttachment:
+		return p.upload(ctx, ch, refs["log"], ev)
 	case recovery.EventRunStarted, recovery.EventRunResumed, recovery.EventRunBlocked, recovery.EventRunSucceeded,
 		recovery.EventRunFailed, recovery.EventRunAborted:
 		_, err := p.post(ctx, ch, "", ev.Key+"#run", slack.MsgOptionText(RunLine(ev), false))
 		return err
 	}
 	return nil
+}
+
+// upload shares a document as a file in the post-mortem log thread. Files
+// carry no metadata, so after a crash the thread is searched by file name.
+func (p *Poster) upload(ctx context.Context, ch, thread string, ev recovery.Event) error {
+	name := ev.Fields["filename"]
+	if p.suspect {
+		msgs, _, _, err := p.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: ch, Timestamp: thread, Limit: 1000})
+		if err != nil {
+			return fmt.Errorf("reading thread %s before uploading %s: %w", thread, name, err)
+		}
+		for _, m := range msgs {
+			for _, f := range m.Files {
+				if f.Name == name {
+					return nil
+				}
+			}
+		}
+	}
+	return retrySlack(ctx, func() error {
+		_, err := p.api.UploadFileContext(ctx, slack.UploadFileParameters{
+			Filename: name, Title: ev.Fields["title"], Content: ev.Message, FileSize: len(ev.Message),
+			Channel: ch, ThreadTimestamp: thread, SnippetType: "markdown",
+		})
+		return err
+	})
 }
 
 // markDecided replaces a gate's or failed step's buttons with who decided.

@@ -24,6 +24,7 @@ const (
 	EventStepFailed    EventKind = "step.failed"
 	EventStepSkipped   EventKind = "step.skipped"
 	EventStepCancelled EventKind = "step.cancelled"
+	EventAttachment    EventKind = "step.attachment" // a document for people (Message is its content)
 	EventGateWaiting   EventKind = "gate.waiting"
 	EventDecision      EventKind = "decision.recorded"
 )

@@ -74,3 +74,19 @@ func (sc *StepContext) Progress(format string, args ...any) {
 		sc.Logger.Warn("recording progress", "err", err)
 	}
 }
+
+// Attach hands people a document (the post-mortem, a plan): it travels
+// through the outbox like every message and is uploaded as a file.
+func (sc *StepContext) Attach(filename, title, content string) error {
+	ev := sc.d.stepEvent(sc.step, EventAttachment, fmt.Sprintf("attachment/%d/%s", sc.rec.Attempt, filename), *sc.rec)
+	ev.Message = content
+	ev.Fields = map[string]string{"filename": filename, "title": title}
+	if err := sc.d.commit(func(*state.Tx) error { return nil }, ev); err != nil {
+		return fmt.Errorf("attaching %s: %w", filename, err)
+	}
+	return nil
+}
+
+// Store is the state the run lives in, read-only by convention: the
+// post-mortem reads the run's own journal from it.
+func (sc *StepContext) Store() *state.Store { return sc.d.e.store }

@@ -99,7 +99,7 @@ func TestAbortStatusPlanHistoryAndPostmortemCommands(t *testing.T) {
 	e.command(userOncall, "history")
 	e.command(userOncall, "postmortem")
 	e.waitFor("history and post-mortem", func() bool {
-		return anyContains(e.responses(userOncall), "*Last runs*") && anyContains(e.responses(userOncall), "*Post-mortem of `"+run.ID+"`*")
+		return anyContains(e.responses(userOncall), "*Last runs*") && anyContains(e.responses(userOncall), "# Post-mortem: DR recovery of prod-eu\n\nRun `"+run.ID+"`")
 	})
 	var audit []state.AuditEntry
 	_ = e.srv.store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog(run.ID); return })

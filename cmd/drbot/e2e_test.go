@@ -13,6 +13,7 @@ import (
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/postmortem"
 	"github.com/drbot/drbot/state"
 	"github.com/drbot/drbot/test/slackfake"
 )
@@ -48,6 +49,11 @@ func testBook(t testing.TB) *recovery.Runbook {
 		{ID: "endpoints.apply", Title: "Apply the cutover", Phase: recovery.PhaseCutover, Gate: recovery.GateCutover, DependsOn: []string{"gitops.merge"}, Action: pause},
 		{ID: "postmortem", Title: "Write the post-mortem", Phase: recovery.PhaseClose, DependsOn: []string{"endpoints.apply"}, Action: pause},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The real post-mortem step, so the file upload is exercised too.
+	book, err = book.WithActions(map[string]recovery.Action{"postmortem": postmortem.Action(postmortem.Options{Book: book, Budget: time.Hour})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,6 +336,14 @@ func TestStartFromSlackRunsThroughGatesToTheEnd(t *testing.T) {
 	e.waitFor("the finish line", func() bool {
 		return anyContains(textsOf(e.slack.Messages(ch)), "finished in")
 	})
+	e.waitFor("the post-mortem file in the log thread", func() bool {
+		for _, f := range e.slack.Files() {
+			if f.Filename == "postmortem-"+run.ID+".md" && f.ThreadTS == e.refs(run.ID)["log"] && strings.Contains(string(f.Content), "# Post-mortem: DR recovery of prod-eu") {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // blocksText is a message's blocks as Slack shows them (slack-go escapes
@@ -485,7 +499,7 @@ func checkEveryMessageOnce(t *testing.T, fake *slackfake.Server, store *state.St
 		if err := json.Unmarshal(e.Payload, &ev); err != nil {
 			t.Fatal(err)
 		}
-		if strings.HasPrefix(string(ev.Kind), "step.") || ev.Kind == recovery.EventGateWaiting {
+		if (strings.HasPrefix(string(ev.Kind), "step.") && ev.Kind != recovery.EventAttachment) || ev.Kind == recovery.EventGateWaiting {
 			wantPhase[string(ev.Phase)] = append(wantPhase[string(ev.Phase)], e.Key+"#phase")
 		}
 	}

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery/postmortem"
+	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
 )
 
-const stateUsage = `usage: drbot state [-config FILE | -state PATH] inspect [-run ID] | audit [-run ID] | backup PATH`
+const stateUsage = `usage: drbot state [-config FILE | -state PATH] inspect [-run ID] | audit [-run ID] | postmortem RUN | backup PATH`
 
 func cmdState(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("state", stderr)
@@ -48,6 +50,13 @@ func cmdState(args []string, stdout, stderr io.Writer) error {
 		return withStoreOrAdmin(path, "GET", "inspect", url.Values{"run": {*runID}}, stdout, func(s *state.Store) error { return inspect(s, *runID, stdout) })
 	case "audit":
 		return withStoreOrAdmin(path, "GET", "audit", url.Values{"run": {*runID}}, stdout, func(s *state.Store) error { return audit(s, *runID, stdout) })
+	case "postmortem":
+		if sub.NArg() != 1 {
+			return &exitError{code: 2, msg: "usage: drbot state postmortem RUN"}
+		}
+		return withStoreOrAdmin(path, "GET", "postmortem", url.Values{"run": {sub.Arg(0)}}, stdout, func(s *state.Store) error {
+			return writePostmortem(s, cfgForPostmortem(*cfgPath), sub.Arg(0), stdout)
+		})
 	case "backup":
 		if sub.NArg() != 1 {
 			return &exitError{code: 2, msg: "usage: drbot state backup PATH"}
@@ -144,4 +153,34 @@ func stamp(t time.Time) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// cfgForPostmortem loads the config when one is given: it adds the budget
+// and the target's description; without it the post-mortem still renders.
+func cfgForPostmortem(path string) *config.Config {
+	if path == "" {
+		return nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil
+	}
+	return cfg
+}
+
+func writePostmortem(s *state.Store, cfg *config.Config, runID string, w io.Writer) error {
+	book, err := standard.Runbook()
+	if err != nil {
+		return err
+	}
+	in, err := postmortem.Load(s, book, runID)
+	if err != nil {
+		return &exitError{code: 1, msg: err.Error()}
+	}
+	if cfg != nil {
+		opts := postmortemOptions(cfg, book)
+		in.Budget, in.PhaseBudgets, in.Description = opts.Budget, opts.PhaseBudgets, opts.Describe(in.Run.Target)
+	}
+	_, err = io.WriteString(w, postmortem.Render(in))
+	return err
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/steptest"
 	"github.com/drbot/drbot/state"
 )
 
@@ -123,5 +124,31 @@ func TestPostmortemSaysWhatMatters(t *testing.T) {
 	}
 	if strings.Contains(got, "SECRETTOKEN") {
 		t.Error("a step output leaked into the post-mortem")
+	}
+}
+
+func TestPostmortemStepAttachesTheDocumentOfItsOwnRun(t *testing.T) {
+	book, err := recovery.NewRunbook([]recovery.Step{
+		{ID: "cluster.create", Phase: recovery.PhaseProvision, Action: ok},
+		{ID: "postmortem", Phase: recovery.PhaseClose, DependsOn: []string{"cluster.create"}, Action: ok},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := steptest.Run(t, steptest.Options{},
+		recovery.Step{ID: "cluster.create", Phase: recovery.PhaseProvision, Action: ok},
+		recovery.Step{ID: "postmortem", Phase: recovery.PhaseClose, DependsOn: []string{"cluster.create"}, Action: Action(Options{Book: book, Budget: time.Hour})},
+	)
+	if res.Run.Status != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", res.Run.Status, res.Steps)
+	}
+	var doc *recovery.Event
+	for i, ev := range res.Events {
+		if ev.Kind == recovery.EventAttachment {
+			doc = &res.Events[i]
+		}
+	}
+	if doc == nil || doc.Fields["filename"] != "postmortem-"+res.Run.ID+".md" || !strings.Contains(doc.Message, "| `cluster.create` ★ | provision |") {
+		t.Fatalf("attachment = %+v", doc)
 	}
 }
