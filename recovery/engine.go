@@ -402,6 +402,10 @@ func runEvent(run state.Run, kind EventKind, keySuffix string, now time.Time, fi
 	return ev
 }
 
+// Enqueue writes events into the outbox within tx, for parts of drbot
+// other than the engine (the drill scheduler) that report through it.
+func Enqueue(tx *state.Tx, evs ...Event) error { return enqueue(tx, evs...) }
+
 func enqueue(tx *state.Tx, evs ...Event) error {
 	for _, ev := range evs {
 		payload, err := json.Marshal(ev)

@@ -27,6 +27,11 @@ const (
 	EventAttachment    EventKind = "step.attachment" // a document for people (Message is its content)
 	EventGateWaiting   EventKind = "gate.waiting"
 	EventDecision      EventKind = "decision.recorded"
+	// Drill schedule events have no run yet; they go to the announce channel.
+	EventDrillAnnounce  EventKind = "drill.announce"
+	EventDrillMissed    EventKind = "drill.missed"
+	EventDrillSkipped   EventKind = "drill.skipped"
+	EventDrillPostponed EventKind = "drill.postponed"
 )
 
 // Event is the engine's neutral report of a state change. It travels

@@ -32,7 +32,8 @@ var (
 	bucketLocks     = []byte("locks")
 	bucketDedupe    = []byte("dedupe")
 	bucketMessages  = []byte("messages")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketAudit, bucketLocks, bucketDedupe, bucketMessages}
+	bucketKV        = []byte("kv")
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketAudit, bucketLocks, bucketDedupe, bucketMessages, bucketKV}
 	keySchema       = []byte("schema_version")
 )
 
