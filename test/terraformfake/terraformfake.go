@@ -63,12 +63,12 @@ type Resource struct {
 type Invocation struct {
 	Args         []string `json:"args"`
 	Dir          string   `json:"dir"`
-	Workspace    string   `json:"workspace"`                // selected workspace when the command ran
-	InAutomation string   `json:"in_automation,omitempty"`  // TF_IN_AUTOMATION
-	WorkspaceEnv string   `json:"workspace_env,omitempty"`  // TF_WORKSPACE (terraform-exec removes it)
+	Workspace    string   `json:"workspace"`               // selected workspace when the command ran
+	InAutomation string   `json:"in_automation,omitempty"` // TF_IN_AUTOMATION
+	WorkspaceEnv string   `json:"workspace_env,omitempty"` // TF_WORKSPACE (terraform-exec removes it)
 	ExitCode     int      `json:"exit_code"`
-	Unexpected   string   `json:"unexpected,omitempty"`     // why the stand-in refused the command
-	Changes      []string `json:"changes,omitempty"`        // "create aws_eks_cluster.this", for plan and apply
+	Unexpected   string   `json:"unexpected,omitempty"` // why the stand-in refused the command
+	Changes      []string `json:"changes,omitempty"`    // "create aws_eks_cluster.this", for plan and apply
 }
 
 // Command is the first argument, with "workspace" commands joined ("workspace select").
