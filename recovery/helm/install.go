@@ -1,0 +1,328 @@
+// Package helm installs drbot's add-ons on the DR cluster with the Helm v3
+// library (never the helm binary): a small install-or-upgrade that
+// converges on re-runs, and the addons.lbc, addons.istio and
+// addons.vault-injector steps built on it.
+//
+// Releases are stored as Helm stores them (Secrets in the release
+// namespace), so `helm list -A` on the DR cluster shows what drbot did
+// and a person can take over with the helm CLI.
+package helm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/drbot/drbot/recovery"
+)
+
+// Release is one chart to install, or upgrade, into a namespace.
+type Release struct {
+	Name      string
+	Namespace string
+	Chart     ChartRef
+	Values    map[string]any
+	// Wait makes the install or upgrade wait until its Deployments,
+	// StatefulSets, Services… are ready; a release that does not roll out
+	// within Timeout is left failed and an error returned.
+	Wait    bool
+	Timeout time.Duration // default 5m
+	// NamespaceLabels are set on the namespace, which is created if missing
+	// (e.g. istio-injection=enabled for the gateway's namespace).
+	NamespaceLabels map[string]string
+	// Starting, when set, is called just before an install or upgrade
+	// begins (not when the release is unchanged), with the chart version.
+	Starting func(act Action, version string)
+}
+
+// Action is what InstallOrUpgrade did.
+type Action string
+
+const (
+	Installed Action = "installed"
+	Upgraded  Action = "upgraded"
+	Unchanged Action = "unchanged"
+)
+
+// Outcome describes the release after InstallOrUpgrade.
+type Outcome struct {
+	Release   string `json:"release"`
+	Namespace string `json:"namespace"`
+	Chart     string `json:"chart"`
+	Version   string `json:"version"`
+	Revision  int    `json:"revision"`
+	Action    Action `json:"action"`
+}
+
+// Installer installs charts. The zero value works: charts are cached under
+// the user's cache directory and logs are discarded.
+type Installer struct {
+	// CacheDir holds downloaded chart archives and repository indexes;
+	// default <user cache dir>/drbot/helm, or under the temp dir.
+	CacheDir string
+	Logger   *slog.Logger
+	// FetchTimeout bounds each chart repository request (default 1m).
+	FetchTimeout time.Duration
+	// PlainHTTPRegistries talks to OCI registries over plain http (tests).
+	PlainHTTPRegistries bool
+
+	fetchMu sync.Mutex
+}
+
+// InstallOrUpgrade installs rel with a default Installer.
+func InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel Release) (Outcome, error) {
+	var in Installer
+	return in.InstallOrUpgrade(ctx, cfg, rel)
+}
+
+// InstallOrUpgrade converges the cluster on rel: it installs when no
+// release of that name exists, upgrades when the chart (name or version)
+// or the values differ from the deployed release or the last attempt
+// failed, and otherwise does nothing — no new revision — beyond checking
+// (with Wait) that the release's resources are still ready.
+//
+// Errors are classified for the engine: a chart that cannot be found or
+// rendered, and a rollout that does not finish in time, are permanent (a
+// person must fix the cause, then Retry); API throttling and server errors
+// are retryable.
+func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel Release) (Outcome, error) {
+	if rel.Name == "" || rel.Namespace == "" {
+		return Outcome{}, recovery.Permanent(fmt.Errorf("installing chart %s: release name and namespace are required", rel.Chart))
+	}
+	if rel.Timeout <= 0 {
+		rel.Timeout = 5 * time.Minute
+	}
+	what := fmt.Sprintf("release %s/%s", rel.Namespace, rel.Name)
+	ch, err := in.loadChart(rel.Chart)
+	if err != nil {
+		if errors.Is(err, errChart) {
+			return Outcome{}, recovery.Permanent(fmt.Errorf("%s: %w", what, err))
+		}
+		return Outcome{}, fmt.Errorf("%s: %w", what, err)
+	}
+	out := Outcome{Release: rel.Name, Namespace: rel.Namespace, Chart: ch.Metadata.Name, Version: ch.Metadata.Version}
+
+	getter := newRESTGetter(cfg, rel.Namespace)
+	restCfg, _ := getter.ToRESTConfig()
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return out, recovery.Permanent(fmt.Errorf("%s: building a Kubernetes client: %w", what, err))
+	}
+	if err := ensureNamespace(ctx, cs, rel.Namespace, rel.NamespaceLabels); err != nil {
+		return out, classifyKube(fmt.Errorf("%s: %w", what, err))
+	}
+
+	log := in.logger().With("release", rel.Name, "namespace", rel.Namespace)
+	ac := new(action.Configuration)
+	debug := func(format string, v ...any) { log.Debug(fmt.Sprintf(format, v...)) }
+	if err := ac.Init(getter, rel.Namespace, "secret", debug); err != nil {
+		return out, recovery.Permanent(fmt.Errorf("%s: setting up Helm: %w", what, err))
+	}
+
+	vals, err := normalize(rel.Values)
+	if err != nil {
+		return out, recovery.Permanent(fmt.Errorf("%s: values: %w", what, err))
+	}
+
+	last, err := ac.Releases.Last(rel.Name)
+	switch {
+	case errors.Is(err, driver.ErrReleaseNotFound):
+		last = nil
+	case err != nil:
+		return out, classifyKube(fmt.Errorf("%s: reading release history: %w", what, err))
+	}
+
+	if last != nil && last.Info.Status.IsPending() {
+		// drbot is the only one installing these releases and runs one
+		// attempt of a step at a time, so a pending release is what a
+		// crashed attempt left behind; Helm would refuse to upgrade it.
+		log.Warn("marking a release left pending by an interrupted attempt as failed", "revision", last.Version, "status", last.Info.Status)
+		last.SetStatus(release.StatusFailed, "interrupted: drbot restarted during "+string(last.Info.Status))
+		if err := ac.Releases.Update(last); err != nil {
+			return out, classifyKube(fmt.Errorf("%s: clearing pending revision %d: %w", what, last.Version, err))
+		}
+	}
+
+	if last != nil && last.Info.Status == release.StatusDeployed && sameChart(last.Chart, ch) {
+		deployed, err := normalize(last.Config)
+		if err != nil {
+			return out, recovery.Permanent(fmt.Errorf("%s: reading deployed values: %w", what, err))
+		}
+		if reflect.DeepEqual(deployed, vals) {
+			out.Revision, out.Action = last.Version, Unchanged
+			if rel.Wait {
+				if err := waitReady(ac, last, rel.Timeout); err != nil {
+					return out, recovery.Permanent(fmt.Errorf("%s revision %d is deployed but not ready after %s: %w; check its pods (kubectl -n %s get pods), then Retry",
+						what, last.Version, rel.Timeout, err, rel.Namespace))
+				}
+			}
+			return out, nil
+		}
+	}
+
+	var res *release.Release
+	if rel.Starting != nil {
+		act := Upgraded
+		if last == nil {
+			act = Installed
+		}
+		rel.Starting(act, out.Version)
+	}
+	if last == nil {
+		inst := action.NewInstall(ac)
+		inst.ReleaseName, inst.Namespace = rel.Name, rel.Namespace
+		inst.Wait, inst.Timeout = rel.Wait, rel.Timeout
+		out.Action = Installed
+		res, err = inst.RunWithContext(ctx, ch, copyValues(vals))
+	} else {
+		up := action.NewUpgrade(ac)
+		up.Namespace = rel.Namespace
+		up.Wait, up.Timeout = rel.Wait, rel.Timeout
+		up.ResetValues = true // the values are exactly ours, never the previous revision's
+		up.MaxHistory = 10
+		out.Action = Upgraded
+		res, err = up.RunWithContext(ctx, rel.Name, ch, copyValues(vals))
+	}
+	if res != nil {
+		out.Revision = res.Version
+	}
+	if err != nil {
+		verb := "installing"
+		if out.Action == Upgraded {
+			verb = "upgrading"
+		}
+		err = fmt.Errorf("%s %s %s %s: %w", verb, what, out.Chart, out.Version, err)
+		switch {
+		case ctx.Err() != nil:
+			return out, err
+		case errors.Is(err, context.DeadlineExceeded):
+			return out, recovery.Permanent(fmt.Errorf("%w: it did not roll out within %s and is left failed; check its pods (kubectl -n %s get pods,events), fix the cause, then Retry",
+				err, rel.Timeout, rel.Namespace))
+		}
+		return out, classifyKube(err)
+	}
+	return out, nil
+}
+
+func (in *Installer) logger() *slog.Logger {
+	if in.Logger != nil {
+		return in.Logger
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func (in *Installer) cacheDir() string {
+	if in.CacheDir != "" {
+		return in.CacheDir
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "drbot", "helm")
+	}
+	return filepath.Join(os.TempDir(), "drbot-helm")
+}
+
+func sameChart(deployed, want *chart.Chart) bool {
+	return deployed != nil && deployed.Metadata != nil &&
+		deployed.Metadata.Name == want.Metadata.Name && deployed.Metadata.Version == want.Metadata.Version
+}
+
+// waitReady waits for the resources of a deployed release, as Helm's own
+// wait would after an install.
+func waitReady(ac *action.Configuration, rel *release.Release, timeout time.Duration) error {
+	resources, err := ac.KubeClient.Build(bytes.NewBufferString(rel.Manifest), false)
+	if err != nil {
+		return fmt.Errorf("reading the release manifest: %w", err)
+	}
+	return ac.KubeClient.Wait(resources, timeout)
+}
+
+// ensureNamespace creates the namespace, or adds missing labels to it.
+func ensureNamespace(ctx context.Context, cs kubernetes.Interface, name string, labels map[string]string) error {
+	ns, err := cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+		if err == nil || !apierrors.IsAlreadyExists(err) {
+			if err != nil {
+				return fmt.Errorf("creating namespace %q: %w", name, err)
+			}
+			return nil
+		}
+		ns, err = cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("reading namespace %q: %w", name, err)
+	}
+	missing := map[string]string{}
+	for k, v := range labels {
+		if ns.Labels[k] != v {
+			missing[k] = v
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": missing}})
+	if _, err := cs.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+		return fmt.Errorf("labelling namespace %q: %w", name, err)
+	}
+	return nil
+}
+
+// classifyKube marks Kubernetes API errors worth retrying (throttling,
+// server errors, timeouts); the engine's own rules decide the rest.
+func classifyKube(err error) error {
+	switch {
+	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
+		apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err):
+		return recovery.Retryable(err)
+	}
+	return err
+}
+
+// normalize gives values the shape Helm stores them in (JSON: numbers are
+// float64, maps are map[string]any), so config values compare equal to a
+// deployed release's.
+func normalize(v map[string]any) (map[string]any, error) {
+	if v == nil {
+		return map[string]any{}, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// copyValues hands Helm its own copy: it may add to the map while
+// processing dependencies.
+func copyValues(v map[string]any) map[string]any {
+	out, err := normalize(v)
+	if err != nil {
+		return map[string]any{}
+	}
+	return out
+}
