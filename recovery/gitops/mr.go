@@ -1,0 +1,397 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/drbot/drbot/recovery"
+)
+
+// Report describes the change the DR set makes to the DR directory of the
+// default branch: what drbot plan prints and what the MR description says.
+type Report struct {
+	Target      string
+	Destination string
+	SourceSHA   string
+	Hash        string
+	DRPath      string
+	Templates   string         // the primary's templates directory
+	Base        string         // the branch compared with
+	Files       int            // generated files
+	Namespaces  map[string]int // generated Applications per namespace
+	Added       []string       // Applications new in the DR directory
+	Changed     []string       // Applications whose file changes
+	Removed     []string       // Applications whose file is deleted
+	Skipped     []string
+	Malformed   []Problem
+	Unused      []string // overrides naming no Application
+}
+
+// changes is the commit that turns a tree's DR directory into the set.
+type changes struct {
+	actions                 []*gitlab.CommitActionOptions
+	added, changed, removed []string // paths
+}
+
+// diffTree compares the set with the blobs under the DR directory. Only
+// YAML files count as drbot's: anything else there is left alone.
+func diffTree(set *Set, existing []treeEntry) changes {
+	have := make(map[string]string, len(existing))
+	for _, e := range existing {
+		if IsTemplateFile(e.path) {
+			have[e.path] = e.id
+		}
+	}
+	var c changes
+	want := make(map[string]bool, len(set.Files))
+	for _, f := range set.Files {
+		want[f.Path] = true
+		id, ok := have[f.Path]
+		switch {
+		case !ok:
+			c.added = append(c.added, f.Path)
+			c.actions = append(c.actions, fileAction(gitlab.FileCreate, f))
+		case id != BlobID(f.Content):
+			c.changed = append(c.changed, f.Path)
+			c.actions = append(c.actions, fileAction(gitlab.FileUpdate, f))
+		}
+	}
+	for _, e := range existing {
+		if _, ours := have[e.path]; ours && !want[e.path] {
+			c.removed = append(c.removed, e.path)
+			c.actions = append(c.actions, &gitlab.CommitActionOptions{Action: gitlab.Ptr(gitlab.FileDelete), FilePath: gitlab.Ptr(e.path)})
+		}
+	}
+	return c
+}
+
+func fileAction(a gitlab.FileActionValue, f File) *gitlab.CommitActionOptions {
+	return &gitlab.CommitActionOptions{
+		Action: gitlab.Ptr(a), FilePath: gitlab.Ptr(f.Path), Content: gitlab.Ptr(string(f.Content)), Encoding: gitlab.Ptr("text"),
+	}
+}
+
+// CommitPayload is the commit gitops.mr would make to create the whole DR
+// set on an empty DR directory (what the benchmark measures).
+func CommitPayload(set *Set, branch, message string) *gitlab.CreateCommitOptions {
+	c := diffTree(set, nil)
+	return &gitlab.CreateCommitOptions{Branch: gitlab.Ptr(branch), CommitMessage: gitlab.Ptr(message), Actions: c.actions}
+}
+
+func appOf(p string) string {
+	return strings.TrimSuffix(path.Base(p), path.Ext(p))
+}
+
+func appsOf(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = appOf(p)
+	}
+	return out
+}
+
+func (g *GitOps) report(target, sha string, dst Destination, set *Set, base []treeEntry) Report {
+	c := diffTree(set, base)
+	return Report{
+		Target: target, Destination: dst.String(), SourceSHA: sha, Hash: set.Hash, DRPath: g.cfg.GitLab.DRPath,
+		Templates: g.cfg.GitLab.TemplatesPath,
+		Base:      g.cfg.GitLab.DefaultBranch, Files: len(set.Files), Namespaces: set.Namespaces(),
+		Added: appsOf(c.added), Changed: appsOf(c.changed), Removed: appsOf(c.removed),
+		Skipped: set.Skipped, Malformed: set.Malformed, Unused: set.UnusedOverrides,
+	}
+}
+
+// Summary is one line for the gate and the board.
+func (r Report) Summary() string {
+	s := fmt.Sprintf("%d Application(s) in %d namespace(s) → %s · vs %s: %d new, %d changed, %d removed",
+		r.Files, len(r.Namespaces), r.Destination, r.Base, len(r.Added), len(r.Changed), len(r.Removed))
+	if n := len(r.Removed); n > 0 {
+		s += " (" + capList(r.Removed, 5) + ")"
+	}
+	if n := len(r.Skipped); n > 0 {
+		s += fmt.Sprintf(" · %d document(s) skipped", n)
+	}
+	if n := len(r.Malformed); n > 0 {
+		s += fmt.Sprintf(" · %d malformed template(s) left out", n)
+	}
+	return s
+}
+
+// NamespaceLine is "orders 30 · payments 30", sorted by namespace.
+func (r Report) NamespaceLine() string {
+	var parts []string
+	for _, ns := range sortedKeys(r.Namespaces) {
+		parts = append(parts, fmt.Sprintf("%s %d", ns, r.Namespaces[ns]))
+	}
+	return strings.Join(parts, " · ")
+}
+
+// Description is the merge request's Markdown body. It holds nothing that
+// changes between runs over the same input, so a re-run does not edit it.
+func (r Report) Description(runID string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Disaster recovery of **%s**: the Argo CD Applications of the primary, pointed at the DR cluster (%s).\n\n", r.Target, r.Destination)
+	fmt.Fprintf(&b, "Generated by drbot (run `%s`) from `%s` at %s into `%s`; content %s.\n\n", runID, r.Templates, r.SourceSHA, r.DRPath, r.Hash)
+	fmt.Fprintf(&b, "**%d Application(s)** — compared with `%s`: %d new, %d changed, %d removed.\n\n",
+		r.Files, r.Base, len(r.Added), len(r.Changed), len(r.Removed))
+	b.WriteString("| Namespace | Applications |\n|---|---|\n")
+	for _, ns := range sortedKeys(r.Namespaces) {
+		fmt.Fprintf(&b, "| %s | %d |\n", ns, r.Namespaces[ns])
+	}
+	section := func(title string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "\n**%s (%d):** %s\n", title, len(items), capList(items, 100))
+	}
+	section("Added", r.Added)
+	section("Changed", r.Changed)
+	section("Removed", r.Removed)
+	section("Skipped documents (not Applications)", r.Skipped)
+	if len(r.Malformed) > 0 {
+		var ps []string
+		for _, p := range r.Malformed {
+			ps = append(ps, "`"+p.File+"`: "+p.Reason)
+		}
+		fmt.Fprintf(&b, "\n**Malformed templates left out (%d):**\n\n- %s\n", len(ps), strings.Join(ps, "\n- "))
+	}
+	section("Overrides naming no Application", r.Unused)
+	b.WriteString("\nMerge through drbot's merge gate in Slack; a merge done here is noticed too.\n")
+	return b.String()
+}
+
+func capList(items []string, max int) string {
+	if len(items) <= max {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:max], ", ") + fmt.Sprintf(", and %d more", len(items)-max)
+}
+
+// MergeRequest is gitops.mr: branch <branch_prefix><run id> from the
+// default branch, one commit with every create/update/delete under the DR
+// directory, one merge request. A re-run finds the branch and the open
+// merge request and changes nothing that is already right.
+func (g *GitOps) MergeRequest(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+	t, err := g.target(sc)
+	if err != nil {
+		return recovery.Result{}, err
+	}
+	dst, err := g.destination(sc, t)
+	if err != nil {
+		return recovery.Result{}, err
+	}
+	branch := g.cfg.GitLab.BranchPrefix + sc.Run().ID
+	def := g.cfg.GitLab.DefaultBranch
+
+	var mr *gitlab.MergeRequest
+	if h := sc.Handle(); h != "" {
+		iid, err := strconv.ParseInt(h, 10, 64)
+		if err != nil {
+			return recovery.Result{}, recovery.Permanent(fmt.Errorf("journaled merge request handle %q is not an iid", h))
+		}
+		mr, err = g.getMR(ctx, iid)
+		if err != nil {
+			return recovery.Result{}, err
+		}
+		switch mr.State {
+		case "merged":
+			// Merged in GitLab while this step was being re-run: nothing left to do here.
+			return g.mrOutputs(ctx, mr, mr.SHA, "merge request !"+h+" is already merged")
+		case "closed":
+			return recovery.Result{}, recovery.Permanent(fmt.Errorf(
+				"merge request !%d (%s) was closed in GitLab: reopen it and Retry, or do the merge by hand and Skip %s and %s", iid, mr.WebURL, StepMR, StepMerge))
+		}
+	}
+
+	sha, ok := sc.Output(StepGenerate, "source_sha")
+	if !ok || sha == "" {
+		if sha, err = g.headSHA(ctx, def); err != nil {
+			return recovery.Result{}, err
+		}
+	}
+	set, err := g.generateAt(ctx, sha, g.generateOptions(dst))
+	if err != nil {
+		return recovery.Result{}, err
+	}
+	if merr := set.MalformedError(); merr != nil && g.cfg.GitLab.FailOnUnparseable {
+		return recovery.Result{}, recovery.Permanent(merr)
+	}
+	if want, ok := sc.Output(StepGenerate, "hash"); ok && want != set.Hash {
+		sc.Progress("the DR set differs from what %s generated (%s, now %s): the config changed since; committing the current one", StepGenerate, want, set.Hash)
+	}
+
+	defHead, err := g.headSHA(ctx, def)
+	if err != nil {
+		return recovery.Result{}, err
+	}
+	defTree, err := g.listBlobs(ctx, g.cfg.GitLab.DRPath, defHead)
+	if err != nil {
+		return recovery.Result{}, err
+	}
+	rep := g.report(t.Name, sha, dst, set, defTree)
+
+	branchHead, exists, err := g.branchHead(ctx, branch)
+	if err != nil {
+		return recovery.Result{}, err
+	}
+	tree := defTree
+	if exists {
+		if tree, err = g.listBlobs(ctx, g.cfg.GitLab.DRPath, branchHead); err != nil {
+			return recovery.Result{}, err
+		}
+	}
+	c := diffTree(set, tree)
+	if !exists && len(c.actions) == 0 && mr == nil {
+		msg := fmt.Sprintf("the DR directory %q on %s already holds exactly this set: nothing to merge", g.cfg.GitLab.DRPath, def)
+		sc.Progress("%s", msg)
+		return recovery.Result{Outputs: map[string]string{
+			"mr_iid": "", "mr_url": "", "sha": "", "summary": msg, "namespaces": rep.NamespaceLine(), "files": strconv.Itoa(rep.Files),
+		}}, nil
+	}
+
+	head := branchHead
+	if len(c.actions) > 0 {
+		opt := &gitlab.CreateCommitOptions{
+			Branch: gitlab.Ptr(branch),
+			CommitMessage: gitlab.Ptr(fmt.Sprintf("DR %s: Argo CD Applications for %s (%d files)\n\ndrbot run %s, templates at %s, content %s.",
+				t.Name, dst, len(set.Files), sc.Run().ID, sha, set.Hash)),
+			Actions: c.actions,
+		}
+		if !exists {
+			opt.StartSHA = gitlab.Ptr(defHead) // creates the branch from the head we compared with
+		}
+		commit, _, err := g.gl.Commits.CreateCommit(g.project(), opt, gitlab.WithContext(ctx))
+		if err != nil {
+			return recovery.Result{}, classify(fmt.Errorf("committing %d change(s) to branch %q of gitlab project %q: %w", len(c.actions), branch, g.project(), err))
+		}
+		head = commit.ID
+		sc.Progress("committed %d file change(s) to %s (%d new, %d changed, %d deleted)", len(c.actions), branch, len(c.added), len(c.changed), len(c.removed))
+	} else {
+		sc.Progress("branch %s already holds the DR set: no new commit", branch)
+	}
+
+	desc := rep.Description(sc.Run().ID)
+	if mr == nil {
+		if mr, err = g.findOpenMR(ctx, branch); err != nil {
+			return recovery.Result{}, err
+		}
+	}
+	if mr == nil {
+		title := fmt.Sprintf("DR %s: Argo CD Applications for %s (%d)", t.Name, t.DR.ClusterName, len(set.Files))
+		created, _, err := g.gl.MergeRequests.CreateMergeRequest(g.project(), &gitlab.CreateMergeRequestOptions{
+			Title: gitlab.Ptr(title), Description: gitlab.Ptr(desc), SourceBranch: gitlab.Ptr(branch), TargetBranch: gitlab.Ptr(def),
+			RemoveSourceBranch: gitlab.Ptr(true),
+		}, gitlab.WithContext(ctx))
+		if statusOf(err) == http.StatusConflict {
+			// Opened by an attempt whose answer was lost: use that one.
+			if mr, err = g.findOpenMR(ctx, branch); err == nil && mr == nil {
+				err = recovery.Retryable(fmt.Errorf("gitlab says an open merge request exists for %q but lists none", branch))
+			}
+		} else if err == nil {
+			mr = created
+			sc.Progress("opened merge request !%d: %s", mr.IID, mr.WebURL)
+		}
+		if err != nil {
+			return recovery.Result{}, classify(fmt.Errorf("opening the merge request for %q in gitlab project %q: %w", branch, g.project(), err))
+		}
+	}
+	if err := sc.SaveHandle(strconv.FormatInt(mr.IID, 10)); err != nil {
+		return recovery.Result{}, err
+	}
+	if mr.Description != desc {
+		if _, _, err := g.gl.MergeRequests.UpdateMergeRequest(g.project(), mr.IID, &gitlab.UpdateMergeRequestOptions{Description: gitlab.Ptr(desc)}, gitlab.WithContext(ctx)); err != nil {
+			return recovery.Result{}, classify(fmt.Errorf("updating the description of merge request !%d: %w", mr.IID, err))
+		}
+	}
+	res, err := g.mrOutputs(ctx, mr, head, rep.Summary())
+	if err != nil {
+		return res, err
+	}
+	res.Outputs["namespaces"] = rep.NamespaceLine()
+	res.Outputs["files"] = strconv.Itoa(rep.Files)
+	return res, nil
+}
+
+func (g *GitOps) mrOutputs(ctx context.Context, mr *gitlab.MergeRequest, head, summary string) (recovery.Result, error) {
+	out, err := g.GateContext(ctx, mr.IID)
+	if err != nil {
+		return recovery.Result{}, err
+	}
+	out["mr_iid"] = strconv.FormatInt(mr.IID, 10)
+	out["sha"] = head
+	out["summary"] = summary
+	return recovery.Result{Outputs: out}, nil
+}
+
+// GateContext is what the merge gate shows about a merge request: its
+// link, GitLab's merge status and its approval state. gitops.mr journals it
+// as outputs, which the gate event carries as gitops.mr.<key> fields; the
+// bot may call it again to refresh the gate message.
+func (g *GitOps) GateContext(ctx context.Context, iid int64) (map[string]string, error) {
+	mr, err := g.getMR(ctx, iid)
+	if err != nil {
+		return nil, err
+	}
+	ap, _, err := g.gl.Approvals.GetConfiguration(g.project(), iid, gitlab.WithContext(ctx))
+	if err != nil {
+		return nil, classify(fmt.Errorf("reading approvals of merge request !%d: %w", iid, err))
+	}
+	return map[string]string{
+		"mr_url":       mr.WebURL,
+		"merge_status": mr.DetailedMergeStatus,
+		"approvals":    approvalLine(ap),
+	}, nil
+}
+
+func approvalLine(ap *gitlab.MergeRequestApprovals) string {
+	given := len(ap.ApprovedBy)
+	switch {
+	case ap.ApprovalsRequired == 0:
+		return fmt.Sprintf("none required in GitLab (%d given)", given)
+	case ap.ApprovalsLeft == 0:
+		return fmt.Sprintf("approved in GitLab (%d required, %d given)", ap.ApprovalsRequired, given)
+	}
+	return fmt.Sprintf("%d required in GitLab, %d left", ap.ApprovalsRequired, ap.ApprovalsLeft)
+}
+
+func (g *GitOps) getMR(ctx context.Context, iid int64) (*gitlab.MergeRequest, error) {
+	mr, _, err := g.gl.MergeRequests.GetMergeRequest(g.project(), iid, nil, gitlab.WithContext(ctx))
+	if err != nil {
+		return nil, classify(fmt.Errorf("reading merge request !%d of gitlab project %q: %w", iid, g.project(), err))
+	}
+	return mr, nil
+}
+
+func (g *GitOps) findOpenMR(ctx context.Context, branch string) (*gitlab.MergeRequest, error) {
+	list, _, err := g.gl.MergeRequests.ListProjectMergeRequests(g.project(), &gitlab.ListProjectMergeRequestsOptions{
+		SourceBranch: gitlab.Ptr(branch), TargetBranch: gitlab.Ptr(g.cfg.GitLab.DefaultBranch), State: gitlab.Ptr("opened"),
+	}, gitlab.WithContext(ctx))
+	if err != nil {
+		return nil, classify(fmt.Errorf("listing merge requests of %q in gitlab project %q: %w", branch, g.project(), err))
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return g.getMR(ctx, list[0].IID)
+}
+
+func (g *GitOps) branchHead(ctx context.Context, branch string) (string, bool, error) {
+	b, _, err := g.gl.Branches.GetBranch(g.project(), branch, gitlab.WithContext(ctx))
+	if errors.Is(err, gitlab.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, classify(fmt.Errorf("reading branch %q of gitlab project %q: %w", branch, g.project(), err))
+	}
+	if b.Commit == nil {
+		return "", false, recovery.Permanent(fmt.Errorf("branch %q of gitlab project %q has no head commit", branch, g.project()))
+	}
+	return b.Commit.ID, true, nil
+}
