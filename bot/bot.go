@@ -30,6 +30,7 @@ type Bot struct {
 	sm      *socketmode.Client
 	jobs    chan job
 	workers int
+	drills  DrillControl
 }
 
 type job struct {
@@ -298,45 +299,72 @@ func (b *Bot) start(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 		b.reply(ctx, sc.ResponseURL, busyText(held))
 		return
 	}
-	mode := state.ModeRecovery
-	if cmd.Drill {
-		mode = state.ModeDrill
-	}
-	name := ChannelName(b.cfg.Slack.IncidentChannelPrefix, target.Name, cmd.Drill, b.clock())
-	ch, err := b.ensureChannel(ctx, name)
-	if err != nil {
-		b.reply(ctx, sc.ResponseURL, fmt.Sprintf(":x: Could not create the incident channel #%s: %v", name, err))
-		return
-	}
-	run, err := b.eng.Start(recovery.StartRequest{Target: target.Name, Mode: mode, Initiator: sc.UserID, Reason: cmd.Reason,
-		Slack: state.SlackRef{ChannelID: ch.ID, ChannelName: ch.Name, OriginID: sc.ChannelID}})
+	run, err := b.launch(ctx, target, cmd.Drill, sc.UserID, sc.UserName, cmd.Reason, sc.ChannelID, nil)
 	var busyErr *recovery.BusyError
-	if errors.As(err, &busyErr) {
+	switch {
+	case errors.As(err, &busyErr):
 		if held, ok := b.activeRun(target.Name); ok {
 			b.reply(ctx, sc.ResponseURL, busyText(held))
 		}
 		return
-	}
-	if err != nil {
-		b.reply(ctx, sc.ResponseURL, ":x: Could not start the run: "+err.Error())
+	case err != nil:
+		b.reply(ctx, sc.ResponseURL, ":x: "+err.Error())
 		return
 	}
-	topic := fmt.Sprintf("%s of %s · run %s · started by @%s", modeWord(mode), target.Name, run.ID, sc.UserName)
+	b.announce(ctx, sc.ResponseURL, fmt.Sprintf(":rotating_light: <@%s> started a %s of *%s*: follow it in <#%s>.", sc.UserID, strings.ToLower(modeWord(run.Mode)), target.Name, run.Slack.ChannelID))
+}
+
+// launch opens the incident channel and starts the run: channel, run,
+// topic, purpose, invites.
+func (b *Bot) launch(ctx context.Context, target *config.Target, drill bool, initiator, initiatorName, reason, origin string, extraInvites []string) (state.Run, error) {
+	mode := state.ModeRecovery
+	if drill {
+		mode = state.ModeDrill
+	}
+	name := ChannelName(b.cfg.Slack.IncidentChannelPrefix, target.Name, drill, b.clock())
+	ch, err := b.ensureChannel(ctx, name)
+	if err != nil {
+		return state.Run{}, fmt.Errorf("could not create the incident channel #%s: %w", name, err)
+	}
+	run, err := b.eng.Start(recovery.StartRequest{Target: target.Name, Mode: mode, Initiator: initiator, Reason: reason,
+		Slack: state.SlackRef{ChannelID: ch.ID, ChannelName: ch.Name, OriginID: origin}})
+	if err != nil {
+		return state.Run{}, err
+	}
+	if initiatorName == "" {
+		initiatorName = initiator
+	}
+	topic := fmt.Sprintf("%s of %s · run %s · started by @%s", modeWord(mode), target.Name, run.ID, initiatorName)
 	if err := retrySlack(ctx, func() error {
 		_, err := b.api.SetTopicOfConversationContext(ctx, ch.ID, truncate(topic, 250))
 		return err
 	}); err != nil {
 		b.log.Warn("setting channel topic", "err", err)
 	}
-	purpose := fmt.Sprintf("Recover %s (%s/%s) into %s in %s. Reason: %s", target.Name, target.Primary.Region, target.Primary.Cluster, target.DR.ClusterName, target.DR.Region, orDash(cmd.Reason))
+	purpose := fmt.Sprintf("Recover %s (%s/%s) into %s in %s. Reason: %s", target.Name, target.Primary.Region, target.Primary.Cluster, target.DR.ClusterName, target.DR.Region, orDash(reason))
 	if err := retrySlack(ctx, func() error {
 		_, err := b.api.SetPurposeOfConversationContext(ctx, ch.ID, truncate(purpose, 250))
 		return err
 	}); err != nil {
 		b.log.Warn("setting channel purpose", "err", err)
 	}
-	b.invite(ctx, ch.ID, append([]string{sc.UserID}, b.cfg.Slack.Invite...))
-	b.announce(ctx, sc.ResponseURL, fmt.Sprintf(":rotating_light: <@%s> started a %s of *%s*: follow it in <#%s>.", sc.UserID, strings.ToLower(modeWord(mode)), target.Name, ch.ID))
+	invites := append([]string{initiator}, b.cfg.Slack.Invite...)
+	b.invite(ctx, ch.ID, append(invites, extraInvites...))
+	return run, nil
+}
+
+// StartDrill starts a scheduled (or Run now) drill: the drill-… channel,
+// the on-point people invited, the first of them as initiator.
+func (b *Bot) StartDrill(ctx context.Context, d config.Drill, by, reason string) (state.Run, error) {
+	target, ok := b.cfg.Target(d.Target)
+	if !ok {
+		return state.Run{}, fmt.Errorf("drill %q names unknown target %q", d.Name, d.Target)
+	}
+	initiator := by
+	if strings.HasPrefix(by, "drbot") && len(d.OnPoint) > 0 {
+		initiator = d.OnPoint[0]
+	}
+	return b.launch(ctx, target, true, initiator, "", fmt.Sprintf("%s (drill %s)", reason, d.Name), "", d.OnPoint)
 }
 
 func orDash(s string) string {

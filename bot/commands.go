@@ -9,6 +9,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/drbot/drbot/drills"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/postmortem"
 	"github.com/drbot/drbot/state"
@@ -119,23 +120,31 @@ func (b *Bot) planText(cmd Command) string {
 }
 
 func (b *Bot) historyText() string {
-	runs := b.runs()
-	if len(runs) == 0 {
+	scores, err := drills.Scores(b.store, b.eng.Runbook())
+	if err != nil {
+		return ":x: " + err.Error()
+	}
+	var active []string
+	for _, r := range b.runs() {
+		if !r.Status.Finished() {
+			active = append(active, fmt.Sprintf("%s `%s` %s %s · %s · by <@%s>", runEmoji[r.Status], r.ID, strings.ToLower(modeWord(r.Mode)), r.Target, r.Status, r.Initiator))
+		}
+	}
+	if len(scores) == 0 && len(active) == 0 {
 		return "No runs yet."
 	}
-	sort.Slice(runs, func(i, j int) bool { return runs[i].CreatedAt.After(runs[j].CreatedAt) })
-	if len(runs) > 10 {
-		runs = runs[:10]
+	if len(scores) > 10 {
+		scores = scores[len(scores)-10:]
 	}
-	lines := []string{"*Last runs* (time to recover against the " + short(b.cfg.MTTR.Budget.Std()) + " budget):"}
-	for _, r := range runs {
-		dur := "—"
-		if r.Status.Finished() {
-			dur = short(r.FinishedAt.Sub(r.StartedAt))
-		}
-		lines = append(lines, fmt.Sprintf("%s `%s` %s %s · %s · %s · by <@%s>", runEmoji[r.Status], r.ID, strings.ToLower(modeWord(r.Mode)), r.Target, r.Status, dur, r.Initiator))
+	var sb strings.Builder
+	if err := drills.WriteHistory(&sb, scores, b.cfg.MTTR.Budget.Std()); err != nil {
+		return ":x: " + err.Error()
 	}
-	return strings.Join(lines, "\n")
+	out := "*Last runs* — time to recover against the " + short(b.cfg.MTTR.Budget.Std()) + " budget:\n```" + truncate(sb.String(), maxTextLen-400) + "```"
+	if len(active) > 0 {
+		out += "\nIn progress:\n" + strings.Join(active, "\n")
+	}
+	return out
 }
 
 // postmortem writes the run's post-mortem from the journal, uploads it to
@@ -239,6 +248,10 @@ func (b *Bot) onInteraction(ctx context.Context, cb slack.InteractionCallback) {
 			return
 		}
 		act := cb.ActionCallback.BlockActions[0]
+		if isDrillAction(act.ActionID) {
+			b.onDrillAction(ctx, cb, act)
+			return
+		}
 		v, err := ParseButtonValue(act.Value)
 		if err != nil {
 			b.reply(ctx, cb.ResponseURL, ":warning: "+err.Error())

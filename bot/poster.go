@@ -23,6 +23,7 @@ type SlackAPI interface {
 	GetConversationHistoryContext(ctx context.Context, params *slack.GetConversationHistoryParameters) (*slack.GetConversationHistoryResponse, error)
 	GetConversationRepliesContext(ctx context.Context, params *slack.GetConversationRepliesParameters) ([]slack.Message, bool, string, error)
 	UploadFileContext(ctx context.Context, params slack.UploadFileParameters) (*slack.FileSummary, error)
+	GetConversationsContext(ctx context.Context, params *slack.GetConversationsParameters) ([]slack.Channel, string, error)
 }
 
 // metadataType marks drbot's messages; the payload carries the outbox key
@@ -40,7 +41,9 @@ type Poster struct {
 	log    *slog.Logger
 	clock  func() time.Time
 
-	pacer *pacer
+	announce   string
+	announceID string
+	pacer      *pacer
 	// suspect is set when a post may have landed without drbot recording
 	// it (after a start, a 5xx or a network error): until an event is
 	// delivered cleanly, each message is looked for before it is posted.
@@ -54,6 +57,8 @@ type Poster struct {
 // PosterOptions tune the poster.
 type PosterOptions struct {
 	Budget time.Duration // MTTR budget shown on the board
+	// AnnounceChannel receives drill announcements (config slack.announce_channel).
+	AnnounceChannel string
 	// PostsPerSecond and Burst pace chat.postMessage per channel (Slack
 	// allows about one per second per channel; defaults 1 and 4).
 	PostsPerSecond float64
@@ -79,7 +84,7 @@ func NewPoster(api SlackAPI, store *state.Store, book *recovery.Runbook, opts Po
 		opts.Clock = time.Now
 	}
 	return &Poster{
-		api: api, store: store, book: book, budget: opts.Budget, log: opts.Logger, clock: opts.Clock,
+		api: api, store: store, book: book, budget: opts.Budget, log: opts.Logger, clock: opts.Clock, announce: opts.AnnounceChannel,
 		pacer: newPacer(opts.PostsPerSecond, opts.Burst), suspect: true,
 		boardDirty: map[string]bool{}, boardWake: make(chan struct{}, 1),
 	}
@@ -101,6 +106,9 @@ func (p *Poster) Notify(ctx context.Context, ev recovery.Event) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	if ev.RunID == "" && strings.HasPrefix(string(ev.Kind), "drill.") {
+		return p.postDrill(ctx, ev)
+	}
 	ch := run.Slack.ChannelID
 	if ch == "" {
 		return "no-channel", nil // a run not started from Slack
@@ -118,6 +126,59 @@ func (p *Poster) Notify(ctx context.Context, ev recovery.Event) (string, error) 
 	p.suspect = false
 	p.MarkBoardDirty(run.ID)
 	return ts, nil
+}
+
+// postDrill posts a drill schedule event in the announce channel.
+func (p *Poster) postDrill(ctx context.Context, ev recovery.Event) (string, error) {
+	ch, err := p.announceChannel(ctx)
+	if err != nil {
+		return "", err
+	}
+	blocks := DrillBlocks(ev)
+	ts, err := p.post(ctx, ch, "", ev.Key, slack.MsgOptionText("Drill "+ev.Fields["drill"]+": "+strings.TrimPrefix(string(ev.Kind), "drill."), false), slack.MsgOptionBlocks(blocks...))
+	if err != nil {
+		return "", p.mark(err)
+	}
+	p.suspect = false
+	return ts, nil
+}
+
+// announceChannel resolves slack.announce_channel ("#name" or an id) to
+// the channel id the history look-ups need, once.
+func (p *Poster) announceChannel(ctx context.Context) (string, error) {
+	if p.announceID != "" {
+		return p.announceID, nil
+	}
+	if p.announce == "" {
+		return "", errNoAnnounceChannel
+	}
+	name, isName := strings.CutPrefix(p.announce, "#")
+	if !isName {
+		p.announceID = p.announce
+		return p.announceID, nil
+	}
+	cursor := ""
+	for {
+		var chans []slack.Channel
+		var next string
+		err := retrySlack(ctx, func() (err error) {
+			chans, next, err = p.api.GetConversationsContext(ctx, &slack.GetConversationsParameters{Cursor: cursor, Limit: 200, Types: []string{"public_channel", "private_channel"}})
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("looking up the announce channel %s: %w", p.announce, err)
+		}
+		for _, c := range chans {
+			if c.Name == name {
+				p.announceID = c.ID
+				return c.ID, nil
+			}
+		}
+		if next == "" {
+			return "", fmt.Errorf("the announce channel %s does not exist or drbot cannot see it; invite drbot or fix slack.announce_channel", p.announce)
+		}
+		cursor = next
+	}
 }
 
 // mark remembers that a failed event may have left posts behind.

@@ -186,3 +186,17 @@ func TestStepAndLogLinesSayWhatHappened(t *testing.T) {
 		t.Errorf("LogLine = %q", got)
 	}
 }
+
+func TestDrillAnnouncementGolden(t *testing.T) {
+	ev := recovery.Event{Kind: recovery.EventDrillAnnounce, Target: "drill-eu", Mode: state.ModeDrill,
+		Fields: map[string]string{"drill": "weekly", "start_unix": "1764669600", "lead": "24h", "late": "true", "expected": "45m", "on_point": "U0ONCALL,U0LEAD"}}
+	blocks := DrillBlocks(ev)
+	checkLimits(t, blocks)
+	golden(t, "drill_announce_late", blocks)
+	raw := rawJSON(blocks)
+	for _, want := range []string{ActionDrillSkip, ActionDrillPostpone, "weekly|1764669600", "This notice is late", "<@U0ONCALL>, <@U0LEAD>"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("announcement lacks %q: %s", want, raw)
+		}
+	}
+}

@@ -21,7 +21,8 @@ type Score struct {
 	Slowest recovery.Phase
 }
 
-// Scores reads every succeeded run, oldest first.
+// Scores reads every finished run, oldest first; only succeeded drills
+// feed the medians.
 func Scores(store *state.Store, book *recovery.Runbook) ([]Score, error) {
 	var out []Score
 	err := store.View(func(tx *state.Tx) error {
@@ -30,7 +31,7 @@ func Scores(store *state.Store, book *recovery.Runbook) ([]Score, error) {
 			return err
 		}
 		for _, run := range runs {
-			if run.Status != state.RunSucceeded || run.Mode == state.ModePlan {
+			if !run.Status.Finished() || run.Mode == state.ModePlan {
 				continue
 			}
 			recs, err := tx.Steps(run.ID)
@@ -73,7 +74,7 @@ func median(ds []time.Duration) time.Duration {
 func previousDrills(scores []Score, before time.Time, n int) []Score {
 	var out []Score
 	for i := len(scores) - 1; i >= 0 && len(out) < n; i-- {
-		if scores[i].Run.Mode == state.ModeDrill && scores[i].Run.StartedAt.Before(before) {
+		if scores[i].Run.Mode == state.ModeDrill && scores[i].Run.Status == state.RunSucceeded && scores[i].Run.StartedAt.Before(before) {
 			out = append(out, scores[i])
 		}
 	}
@@ -158,7 +159,11 @@ func WriteHistory(w io.Writer, scores []Score, budget time.Duration) error {
 		if t == "" {
 			t = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %s\t%s\n", s.Run.StartedAt.UTC().Format("2006-01-02 15:04"), s.Run.Mode, s.Run.Target,
+		mode := string(s.Run.Mode)
+		if s.Run.Status != state.RunSucceeded {
+			mode += " (" + string(s.Run.Status) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %s\t%s\n", s.Run.StartedAt.UTC().Format("2006-01-02 15:04"), mode, s.Run.Target,
 			short(s.TTR), pct, s.Slowest, short(s.Phases[s.Slowest]), t)
 	}
 	return tw.Flush()

@@ -12,7 +12,9 @@ import (
 	"github.com/drbot/drbot/state"
 )
 
-func noop(context.Context, *recovery.StepContext) (recovery.Result, error) { return recovery.Result{}, nil }
+func noop(context.Context, *recovery.StepContext) (recovery.Result, error) {
+	return recovery.Result{}, nil
+}
 
 // putDrill records a finished drill whose provision phase took p and
 // deploy phase took d.

@@ -40,6 +40,9 @@ func serveAdmin(ctx context.Context, store *state.Store) (func(), error) {
 	mux.HandleFunc("GET /audit", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, audit(store, r.URL.Query().Get("run"), w))
 	})
+	mux.HandleFunc("GET /history", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, writeHistory(store, nil, w))
+	})
 	mux.HandleFunc("GET /postmortem", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, writePostmortem(store, nil, r.URL.Query().Get("run"), w))
 	})

@@ -28,6 +28,8 @@ const (
 	userRandom = "U0RANDOM"
 	userSRE    = "U0SRE"
 	chanOps    = "C0OPS"
+	// chanAnnounce is the example config's announce channel, #sre-dr.
+	chanAnnounce = "C0SREDR"
 )
 
 // testBook is one step per phase with both gates.
@@ -71,12 +73,19 @@ type e2e struct {
 
 func newE2E(t testing.TB, book *recovery.Runbook) *e2e {
 	t.Helper()
+	return newE2EWith(t, book, nil)
+}
+
+// newE2EWith lets a test adjust the config and the serve options first.
+func newE2EWith(t testing.TB, book *recovery.Runbook, adjust func(*config.Config, *serveOptions)) *e2e {
+	t.Helper()
 	fake := slackfake.New(t, slackfake.Options{})
 	for _, u := range []string{userOncall, userLead, userRandom, userSRE} {
 		fake.AddUser(u, strings.ToLower(u), false)
 	}
 	fake.AddUserGroup("S0SRE", "sre", userSRE)
 	fake.AddChannel(chanOps, "ops")
+	fake.AddChannel(chanAnnounce, "sre-dr")
 
 	cfg, err := config.Load(example)
 	if err != nil {
@@ -94,21 +103,25 @@ func newE2E(t testing.TB, book *recovery.Runbook) *e2e {
 		Approvers:     map[string][]string{"merge": {userLead}, "cutover": {userLead, userOncall}},
 		TwoPersonRule: true,
 	}
+	cfg.Drills = nil // drill tests set their own
 	e := &e2e{t: t, slack: fake, cfg: cfg, done: make(chan error, 1)}
-	e.start(book)
+	var opts serveOptions
+	if adjust != nil {
+		adjust(cfg, &opts)
+	}
+	e.start(book, opts)
 	return e
 }
 
-func (e *e2e) start(book *recovery.Runbook) {
+func (e *e2e) start(book *recovery.Runbook, opts serveOptions) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *server, 1)
 	e.stop = cancel
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
-		e.done <- serve(ctx, e.cfg, book, log, serveOptions{
-			poster:  bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 50 * time.Millisecond},
-			onReady: func(s *server) { ready <- s },
-		})
+		opts.poster = bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 50 * time.Millisecond}
+		opts.onReady = func(s *server) { ready <- s }
+		e.done <- serve(ctx, e.cfg, book, log, opts)
 	}()
 	select {
 	case e.srv = <-ready:

@@ -3,9 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/drills"
 	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
 )
 
@@ -31,6 +35,12 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	}
 	header := fmt.Sprintf("drbot plan — %s of target %q: primary %s/%s → DR cluster %s in %s (provider %s). Nothing is changed.",
 		mode, t.Name, t.Primary.Region, t.Primary.Cluster, t.DR.ClusterName, t.DR.Region, t.Cluster.Provider)
+	if measured, n := measuredEstimates(cfg.State.Path); len(measured) > 0 {
+		if b, err := book.WithEstimates(measured); err == nil {
+			book = b
+			header += fmt.Sprintf("\nEstimates: the median of the last %d drill(s) where measured, config defaults elsewhere.", n)
+		}
+	}
 	return recovery.WritePlan(stdout, header, book.ForMode(mode).Schedule(), cfg.MTTR.Budget.Std())
 }
 
@@ -63,4 +73,32 @@ func targetNames(cfg *config.Config) string {
 		out += t.Name
 	}
 	return out
+}
+
+// measuredEstimates reads drill history from the state file when it can
+// (not while a serving drbot holds it, and not when there is none).
+func measuredEstimates(path string) (map[string]time.Duration, int) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, 0
+	}
+	s, err := state.Open(path, state.Options{ReadOnly: true, LockTimeout: 200 * time.Millisecond})
+	if err != nil {
+		return nil, 0
+	}
+	defer s.Close()
+	book, err := standard.Runbook()
+	if err != nil {
+		return nil, 0
+	}
+	scores, err := drills.Scores(s, book)
+	if err != nil {
+		return nil, 0
+	}
+	n := 0
+	for _, sc := range scores {
+		if sc.Run.Mode == state.ModeDrill {
+			n++
+		}
+	}
+	return drills.MeasuredEstimates(scores), min(n, 5)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/drills"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
 )
@@ -45,12 +46,16 @@ type serveOptions struct {
 	socket  []socketmode.Option
 	poster  bot.PosterOptions
 	onReady func(*server)
+	// drillClock and drillTick drive the drill scheduler (tests move time).
+	drillClock func() time.Time
+	drillTick  time.Duration
 }
 
 // server is what serve wired, for tests.
 type server struct {
 	store  *state.Store
 	engine *recovery.Engine
+	drills *drills.Scheduler
 }
 
 // slackTokens reads both tokens, naming every one that cannot be read.
@@ -97,7 +102,7 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 	api := slack.New(botToken, slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(appToken))
 	policy := bot.NewPolicy(cfg.Access, groupMembers{api})
 	posterOpts := opts.poster
-	posterOpts.Budget, posterOpts.Logger = cfg.MTTR.Budget.Std(), log
+	posterOpts.Budget, posterOpts.Logger, posterOpts.AnnounceChannel = cfg.MTTR.Budget.Std(), log, cfg.Slack.AnnounceChannel
 	poster := bot.NewPoster(api, store, book, posterOpts)
 	disp := recovery.NewDispatcher(store, poster, log)
 	eng := recovery.New(ctx, store, book, recovery.Options{
@@ -112,6 +117,16 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		OnEnqueue: disp.Wake,
 	})
 	b := bot.New(cfg, api, eng, store, policy, bot.Options{Logger: log, SocketOptions: opts.socket})
+	sched, err := drills.New(cfg.Drills, store, b, drills.Options{
+		Clock:     opts.drillClock,
+		Logger:    log,
+		OnEnqueue: disp.Wake,
+		Expected:  func(string) time.Duration { return book.ForMode(state.ModeDrill).Schedule().Total },
+	})
+	if err != nil {
+		return err
+	}
+	b.SetDrills(sched)
 
 	stopAdmin, err := serveAdmin(ctx, store)
 	if err != nil {
@@ -120,13 +135,17 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 	defer stopAdmin()
 	go func() { _ = disp.Run(ctx) }()
 	go func() { _ = poster.RunBoards(ctx, posterOpts.BoardInterval) }()
+	if opts.drillTick == 0 {
+		opts.drillTick = 30 * time.Second
+	}
+	go sched.Run(ctx, opts.drillTick)
 	resumed, err := eng.Resume()
 	if err != nil {
 		return err
 	}
 	log.Info("drbot serving", "version", version, "state", cfg.State.Path, "targets", len(cfg.Targets), "resumed_runs", len(resumed), "slack_api", cfg.Slack.APIURL)
 	if opts.onReady != nil {
-		opts.onReady(&server{store: store, engine: eng})
+		opts.onReady(&server{store: store, engine: eng, drills: sched})
 	}
 	err = b.Run(ctx)
 	cancel()

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/drills"
 	"github.com/drbot/drbot/recovery/postmortem"
 	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
 )
 
-const stateUsage = `usage: drbot state [-config FILE | -state PATH] inspect [-run ID] | audit [-run ID] | postmortem RUN | backup PATH`
+const stateUsage = `usage: drbot state [-config FILE | -state PATH] inspect [-run ID] | audit [-run ID] | history | postmortem RUN | backup PATH`
 
 func cmdState(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("state", stderr)
@@ -50,6 +51,10 @@ func cmdState(args []string, stdout, stderr io.Writer) error {
 		return withStoreOrAdmin(path, "GET", "inspect", url.Values{"run": {*runID}}, stdout, func(s *state.Store) error { return inspect(s, *runID, stdout) })
 	case "audit":
 		return withStoreOrAdmin(path, "GET", "audit", url.Values{"run": {*runID}}, stdout, func(s *state.Store) error { return audit(s, *runID, stdout) })
+	case "history":
+		return withStoreOrAdmin(path, "GET", "history", nil, stdout, func(s *state.Store) error {
+			return writeHistory(s, cfgForPostmortem(*cfgPath), stdout)
+		})
 	case "postmortem":
 		if sub.NArg() != 1 {
 			return &exitError{code: 2, msg: "usage: drbot state postmortem RUN"}
@@ -183,4 +188,24 @@ func writePostmortem(s *state.Store, cfg *config.Config, runID string, w io.Writ
 	}
 	_, err = io.WriteString(w, postmortem.Render(in))
 	return err
+}
+
+func writeHistory(s *state.Store, cfg *config.Config, w io.Writer) error {
+	book, err := standard.Runbook()
+	if err != nil {
+		return err
+	}
+	scores, err := drills.Scores(s, book)
+	if err != nil {
+		return err
+	}
+	if len(scores) == 0 {
+		_, err := fmt.Fprintln(w, "no finished runs yet")
+		return err
+	}
+	budget := time.Hour
+	if cfg != nil {
+		budget = cfg.MTTR.Budget.Std()
+	}
+	return drills.WriteHistory(w, scores, budget)
 }

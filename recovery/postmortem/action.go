@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/state"
 )
 
 // Options feed the post-mortem step.
@@ -16,7 +17,7 @@ type Options struct {
 	// Describe says what the target is, e.g. "primary … → DR …".
 	Describe func(target string) string
 	// Regressions, when set, names phases that got slower (the scorecard).
-	Regressions func(runID string) []string
+	Regressions func(store *state.Store, runID string) []string
 }
 
 // Action is the `postmortem` step: it writes the post-mortem of its own
@@ -32,7 +33,7 @@ func Action(opts Options) recovery.Action {
 			in.Description = opts.Describe(in.Run.Target)
 		}
 		if opts.Regressions != nil {
-			in.Regressions = opts.Regressions(in.Run.ID)
+			in.Regressions = opts.Regressions(sc.Store(), in.Run.ID)
 		}
 		md := Render(in)
 		name := fmt.Sprintf("postmortem-%s.md", in.Run.ID)

@@ -18,9 +18,13 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden.md")
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
-func at(min, sec int) time.Time { return t0.Add(time.Duration(min)*time.Minute + time.Duration(sec)*time.Second) }
+func at(min, sec int) time.Time {
+	return t0.Add(time.Duration(min)*time.Minute + time.Duration(sec)*time.Second)
+}
 
-func ok(context.Context, *recovery.StepContext) (recovery.Result, error) { return recovery.Result{}, nil }
+func ok(context.Context, *recovery.StepContext) (recovery.Result, error) {
+	return recovery.Result{}, nil
+}
 
 // journal is a recovery with a retried step, a rejected then approved
 // merge gate, a skipped step, and a step output holding a secret-looking
