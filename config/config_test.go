@@ -708,3 +708,15 @@ func TestStringFieldsKeepNumbersAsWritten(t *testing.T) {
 		t.Errorf("project = %q, version = %q; want the text as written", c.GitLab.Project, c.Addons[AddonIstiod].Version)
 	}
 }
+
+func TestDrillPreApproveNamesGatesOnly(t *testing.T) {
+	ok := minimal + "drills:\n  - name: d\n    schedule: '@weekly'\n    target: prod\n    pre_approve: [merge, cutover]\n"
+	if c := mustParse(t, ok); len(c.Drills[0].PreApprove) != 2 {
+		t.Errorf("pre_approve = %v", c.Drills[0].PreApprove)
+	}
+	bad := minimal + "drills:\n  - name: d\n    schedule: '@weekly'\n    target: prod\n    pre_approve: [merge, deploy]\n"
+	list := problems(t, bad)
+	if p, found := find(list, "drills[0].pre_approve[1]"); !found || !strings.Contains(p.Msg, `want a gate (merge or cutover), got "deploy"`) {
+		t.Errorf("problems = %+v", list)
+	}
+}

@@ -266,6 +266,9 @@ type Drill struct {
 	Announce []Duration `yaml:"announce" drbot:"default=[168h, 24h, 1h]"` // lead times before the start
 	OnPoint  []string   `yaml:"on_point"`
 	Teardown bool       `yaml:"teardown" drbot:"default=true"`
+	// PreApprove lists gates (merge, cutover) that drill runs of this
+	// drill's target pass without a person; never applies to recoveries.
+	PreApprove []string `yaml:"pre_approve"`
 }
 
 // MTTR is the recovery time budget the post-mortem scores against.

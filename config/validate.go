@@ -449,6 +449,9 @@ func (v *validator) drills() {
 			}
 			lead[a] = true
 		}
+		for j, g := range dr.PreApprove {
+			v.check(fmt.Sprintf("%s.pre_approve[%d]", p, j), g, g == GateMerge || g == GateCutover, "want a gate (merge or cutover), got %q", g)
+		}
 		for j, who := range dr.OnPoint {
 			v.check(fmt.Sprintf("%s.on_point[%d]", p, j), who, userRe.MatchString(who), "want a Slack user id (U…/W…), got %q", who)
 		}

@@ -57,6 +57,9 @@ type Options struct {
 	Retry       RetryPolicy
 	Logger      *slog.Logger
 	Authorize   Authorizer // nil allows everything
+	// PreApproved says a gate needs no person for this run (drills whose
+	// config pre-approves the gate). The decision is recorded as drbot's.
+	PreApproved func(run state.Run, step Step) bool
 	// OnEnqueue is called after a transaction added outbox entries; the
 	// outbox dispatcher uses it to wake up.
 	OnEnqueue func()

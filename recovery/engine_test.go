@@ -631,3 +631,27 @@ func TestDecisionFromAnOlderGateRoundIsRefusedAsStale(t *testing.T) {
 	}
 	h.waitStep(run.ID, "endpoints.apply", state.StepWaiting)
 }
+
+func TestPreApprovedGatePassesWithoutAPersonAndIsAudited(t *testing.T) {
+	var merged atomic.Bool
+	h := newHarness(t, []Step{{ID: "gitops.merge", Phase: PhaseDeploy, Gate: GateMerge, Action: func(context.Context, *StepContext) (Result, error) {
+		merged.Store(true)
+		return Result{}, nil
+	}}}, Options{PreApproved: func(run state.Run, s Step) bool { return run.Mode == state.ModeDrill && s.Gate == GateMerge }})
+	run, err := h.eng.Start(StartRequest{Target: "drill-eu", Mode: state.ModeDrill, Initiator: "U1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, state.RunSucceeded)
+	var audit []state.AuditEntry
+	_ = h.store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog(run.ID); return })
+	if !merged.Load() || !strings.Contains(fmt.Sprint(audit), "pre-approved for drills") {
+		t.Errorf("merged=%v audit=%+v", merged.Load(), audit)
+	}
+	// A recovery of the same runbook still waits for a person.
+	rec, err := h.eng.Start(StartRequest{Target: "prod-eu", Initiator: "U1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitStep(rec.ID, "gitops.merge", state.StepWaiting)
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -112,9 +113,10 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 			InitialBackoff: cfg.Runbook.Retry.InitialBackoff.Std(),
 			MaxBackoff:     cfg.Runbook.Retry.MaxBackoff.Std(),
 		},
-		Logger:    log,
-		Authorize: policy.Authorizer(),
-		OnEnqueue: disp.Wake,
+		Logger:      log,
+		Authorize:   policy.Authorizer(),
+		OnEnqueue:   disp.Wake,
+		PreApproved: drillPreApproval(cfg),
 	})
 	b := bot.New(cfg, api, eng, store, policy, bot.Options{Logger: log, SocketOptions: opts.socket})
 	sched, err := drills.New(cfg.Drills, store, b, drills.Options{
@@ -161,4 +163,20 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		return nil // asked to stop
 	}
 	return err
+}
+
+// drillPreApproval: a drill run passes a gate without a person when a drill
+// of its target lists the gate in pre_approve. Recoveries never do.
+func drillPreApproval(cfg *config.Config) func(state.Run, recovery.Step) bool {
+	return func(run state.Run, step recovery.Step) bool {
+		if run.Mode != state.ModeDrill {
+			return false
+		}
+		for _, d := range cfg.Drills {
+			if d.Target == run.Target && slices.Contains(d.PreApprove, string(step.Gate)) {
+				return true
+			}
+		}
+		return false
+	}
 }
