@@ -110,7 +110,9 @@ func TestTerraformProviderPostsThePlanBeforeApplyingAndJournalsTheModuleOutputs(
 
 	// Drill teardown destroys what the module made, in the same workspace.
 	td := steptest.Run(t, steptest.Options{Mode: state.ModeDrill}, recovery.Step{ID: "teardown", Phase: recovery.PhaseClose,
-		Action: func(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) { return recovery.Result{}, p.Destroy(ctx, sc) }})
+		Action: func(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+			return recovery.Result{}, p.Destroy(ctx, sc)
+		}})
 	mustSucceed(t, td)
 	if got := terraformfake.StateResources(t, dir, "dr-prod-eu"); len(got) != 0 {
 		t.Errorf("resources left after destroy: %v", got)

@@ -29,7 +29,9 @@ func (l *lines) get() []string {
 	return append([]string(nil), l.l...)
 }
 
-func sprintf(format string, args ...any) string { return strings.TrimSpace(fmt.Sprintf(format, args...)) }
+func sprintf(format string, args ...any) string {
+	return strings.TrimSpace(fmt.Sprintf(format, args...))
+}
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -44,7 +46,7 @@ func eksModule() terraformfake.Module {
 			{Address: "module.vpc.aws_vpc.this", Attributes: map[string]string{"id": "vpc-0tf"}},
 			{Address: "module.eks.aws_eks_cluster.this", Attributes: map[string]string{"id": "${var.cluster_name}", "region": "${var.region}"}},
 		},
-		Outputs: map[string]any{"cluster_name": "${var.cluster_name}", "azs": "${var.azs}", "subnet_ids": []any{"subnet-a", "subnet-b"}},
+		Outputs:            map[string]any{"cluster_name": "${var.cluster_name}", "azs": "${var.azs}", "subnet_ids": []any{"subnet-a", "subnet-b"}},
 		ApplyProgressLines: 30, ApplyLineDelay: 3 * time.Millisecond,
 	}
 }
