@@ -3,6 +3,7 @@ package cutover_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -492,5 +493,54 @@ func TestHTTPAPIOnAnAutoDeployStageIsNotDeployedByHand(t *testing.T) {
 	served, _ := ed.StageIntegrations(api, "$default")
 	if got := served[integ].URI; got != "https://"+w.LBs[beWeb].DNS+"/v1" {
 		t.Errorf("auto-deployed stage serves %q, want the new URL", got)
+	}
+}
+
+func TestPlanRerunKeepsTheRollbackRecordItJournaledFirst(t *testing.T) {
+	srv := newServer(t, edge.Options{})
+	w := seedWorld(t, srv)
+	c := newCutover(t, w, fastOptions(w, newHook()))
+	book := steps(c, healthy)
+	attempts := 0
+	book[2].Action = func(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+		res, err := c.Plan(ctx, sc)
+		if attempts++; attempts == 1 {
+			// The first attempt dies after journaling; meanwhile the apex record moves.
+			srv.Edge().AddRecord(w.Zones[0], edge.RecordSet{Name: "example.com", Type: "A",
+				AliasTarget: &edge.AliasTarget{DNSName: "intermediate.example.net", HostedZoneID: oldALBZ}})
+			return recovery.Result{}, recovery.Retryable(errors.New("interrupted after planning"))
+		}
+		return res, err
+	}
+	res := steptest.Run(t, steptest.Options{Target: targetName}, book[:3]...)
+	mustSucceed(t, res)
+	if attempts != 2 {
+		t.Fatalf("plan ran %d times, want 2", attempts)
+	}
+	rows := planRows(t, res)
+	if rows[0] != w.expectedRows()[0] {
+		t.Errorf("row 1 after the re-run = %q, want the value read before anything moved: %q", rows[0], w.expectedRows()[0])
+	}
+	if p := strings.Join(res.Progress(cutover.StepPlan), "\n"); !strings.Contains(p, "keeping the change set journaled by an earlier attempt (14 rows)") {
+		t.Errorf("plan progress:\n%s", p)
+	}
+}
+
+func TestAAAAAliasToAnIPv4LoadBalancerIsFlagged(t *testing.T) {
+	srv := newServer(t, edge.Options{})
+	w := seedWorld(t, srv)
+	opts := fastOptions(w, newHook())
+	c := newCutover(t, w, opts)
+	res := steptest.Run(t, steptest.Options{Target: targetName}, steps(c, healthy)[:3]...)
+	mustSucceed(t, res)
+	warn := `⚠ AAAA alias to k8s-web-frontend-0a1b2c3d4e, whose IP address type is "ipv4": it answers no IPv6 addresses`
+	if table := res.Steps[cutover.StepPlan].Outputs[cutover.OutTable]; !strings.Contains(table, "2. route53 example.com. AAAA") || !strings.Contains(table, warn) {
+		t.Errorf("table lacks the AAAA warning:\n%s", table)
+	}
+
+	opts.AAAARequiresDualstack = true
+	res = steptest.Run(t, steptest.Options{Target: targetName}, steps(newCutover(t, w, opts), healthy)[:3]...)
+	if p := res.Steps[cutover.StepPlan]; p.Status != state.StepFailed || !strings.Contains(p.Error, "make the load balancer dualstack or drop the AAAA record") {
+		t.Errorf("strict plan %s: %q, want refused", p.Status, p.Error)
 	}
 }
