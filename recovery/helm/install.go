@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,8 +52,17 @@ type Release struct {
 	// (e.g. istio-injection=enabled for the gateway's namespace).
 	NamespaceLabels map[string]string
 	// Starting, when set, is called just before an install or upgrade
-	// begins (not when the release is unchanged), with the chart version.
-	Starting func(act Action, version string)
+	// begins (not when the release is unchanged).
+	Starting func(Start)
+}
+
+// Start describes an install or upgrade about to begin.
+type Start struct {
+	Action  Action
+	Version string // the chart's
+	// NotReady says what Helm's wait last found not ready ("Deployment is
+	// not ready: ns/name. 0 out of 2 expected pods are ready"), or "".
+	NotReady func() string
 }
 
 // Action is what InstallOrUpgrade did.
@@ -134,7 +144,12 @@ func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel
 
 	log := in.logger().With("release", rel.Name, "namespace", rel.Namespace)
 	ac := new(action.Configuration)
-	debug := func(format string, v ...any) { log.Debug(fmt.Sprintf(format, v...)) }
+	var notes waitNotes
+	debug := func(format string, v ...any) {
+		msg := fmt.Sprintf(format, v...)
+		notes.observe(msg)
+		log.Debug(msg)
+	}
 	if err := ac.Init(getter, rel.Namespace, "secret", debug); err != nil {
 		return out, recovery.Permanent(fmt.Errorf("%s: setting up Helm: %w", what, err))
 	}
@@ -186,7 +201,7 @@ func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel
 		if last == nil {
 			act = Installed
 		}
-		rel.Starting(act, out.Version)
+		rel.Starting(Start{Action: act, Version: out.Version, NotReady: notes.last})
 	}
 	if last == nil {
 		inst := action.NewInstall(ac)
@@ -211,17 +226,43 @@ func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel
 		if out.Action == Upgraded {
 			verb = "upgrading"
 		}
-		err = fmt.Errorf("%s %s %s %s: %w", verb, what, out.Chart, out.Version, err)
+		err = fmt.Errorf("%s %s %s as %s: %w", verb, out.Chart, out.Version, what, err)
 		switch {
 		case ctx.Err() != nil:
 			return out, err
 		case errors.Is(err, context.DeadlineExceeded):
-			return out, recovery.Permanent(fmt.Errorf("%w: it did not roll out within %s and is left failed; check its pods (kubectl -n %s get pods,events), fix the cause, then Retry",
-				err, rel.Timeout, rel.Namespace))
+			last := ""
+			if n := notes.last(); n != "" {
+				last = " (last seen: " + n + ")"
+			}
+			return out, recovery.Permanent(fmt.Errorf("%w: it did not roll out within %s%s and is left failed; check its pods (kubectl -n %s get pods,events), fix the cause, then Retry",
+				err, rel.Timeout, last, rel.Namespace))
 		}
 		return out, classifyKube(err)
 	}
 	return out, nil
+}
+
+// waitNotes keeps the last thing Helm's wait reported as not ready.
+type waitNotes struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (w *waitNotes) observe(msg string) {
+	if !strings.Contains(msg, " is not ready: ") && !strings.Contains(msg, " does not have ") &&
+		!strings.Contains(msg, " is not bound: ") && !strings.Contains(msg, "Job is ") {
+		return
+	}
+	w.mu.Lock()
+	w.msg = msg
+	w.mu.Unlock()
+}
+
+func (w *waitNotes) last() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.msg
 }
 
 func (in *Installer) logger() *slog.Logger {

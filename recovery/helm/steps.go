@@ -276,13 +276,13 @@ func (s *Steps) install(ctx context.Context, sc *recovery.StepContext, cfg *rest
 		rel.Chart.Name = def.chart
 	}
 	var stop func()
-	rel.Starting = func(act Action, version string) {
+	rel.Starting = func(st Start) {
 		verb := "installing"
-		if act == Upgraded {
+		if st.Action == Upgraded {
 			verb = "upgrading"
 		}
-		sc.Progress("%s %s %s in %s, waiting up to %s for it to roll out", verb, rel.Name, version, rel.Namespace, rel.Timeout)
-		stop = s.ticker(sc, rel.Name, version)
+		sc.Progress("%s %s %s in %s, waiting up to %s for it to roll out", verb, rel.Name, st.Version, rel.Namespace, rel.Timeout)
+		stop = s.ticker(sc, rel.Name, st)
 	}
 	out, err := s.in.InstallOrUpgrade(ctx, cfg, rel)
 	if stop != nil {
@@ -297,7 +297,7 @@ func (s *Steps) install(ctx context.Context, sc *recovery.StepContext, cfg *rest
 
 // ticker reports a long rollout every ProgressEvery until stopped; stop
 // returns only after its last line, so lines never interleave.
-func (s *Steps) ticker(sc *recovery.StepContext, release, version string) (stop func()) {
+func (s *Steps) ticker(sc *recovery.StepContext, release string, st Start) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -311,7 +311,11 @@ func (s *Steps) ticker(sc *recovery.StepContext, release, version string) (stop 
 			case <-done:
 				return
 			case <-t.C:
-				sc.Progress("%s %s still rolling out, %s", release, version, time.Since(start).Round(time.Second))
+				line := fmt.Sprintf("%s %s still rolling out, %s", release, st.Version, time.Since(start).Round(time.Second))
+				if n := st.NotReady(); n != "" {
+					line += ": " + n
+				}
+				sc.Progress("%s", line)
 			}
 		}
 	}()
