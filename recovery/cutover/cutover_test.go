@@ -353,6 +353,25 @@ func TestVerifyRunsHTTPChecksThroughTheNewEndpoint(t *testing.T) {
 		t.Errorf("verify progress:\n%s", p)
 	}
 
+	t.Run("HTTPSCheckPresentsThePublicNameToTheLoadBalancer", func(t *testing.T) {
+		var sni, host string
+		tlsLB := httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			sni, host = r.TLS.ServerName, r.Host
+			mu.Unlock()
+		}))
+		t.Cleanup(tlsLB.Close)
+		o := opts
+		o.HTTPClient = tlsLB.Client() // trusts the test certificate, issued for example.com
+		o.Targets = map[string]cutover.TargetOptions{"": {Checks: []cutover.HTTPCheck{{URL: tlsLB.URL + "/", Host: "example.com"}}}}
+		mustSucceed(t, runSteps(t, newCutover(t, w, o), healthy))
+		mu.Lock()
+		defer mu.Unlock()
+		if sni != "example.com" || host != "example.com" {
+			t.Errorf("the load balancer saw SNI %q and Host %q, want example.com for both", sni, host)
+		}
+	})
+
 	t.Run("FailingCheckNamesURLStatusSeenAndExpected", func(t *testing.T) {
 		opts.Targets = map[string]cutover.TargetOptions{"": {Checks: []cutover.HTTPCheck{{URL: lb.URL + "/broken"}}}}
 		res := runSteps(t, newCutover(t, w, opts), healthy)
@@ -409,6 +428,20 @@ func TestCriticalServicesMustBeHealthyUnlessOverridden(t *testing.T) {
 	want := "refusing to cut over: critical services not Healthy in deploy.watch: shop-api (Degraded), payments (no health reported); make them Healthy and press Retry, or approve an override"
 	if p.Status != state.StepFailed || p.Error != want {
 		t.Errorf("plan %s: %q\nwant failed: %q", p.Status, p.Error, want)
+	}
+	if got := mutations(srv.Calls()); len(got) != 0 {
+		t.Errorf("change calls = %v, want none", got)
+	}
+
+	// deploy.watch has not reported health when the plan runs (the plan does
+	// not wait for it): the plan goes ahead, apply refuses before any change.
+	book := steps(newCutover(t, w, opts), nil)
+	book[0] = steptest.Stub(cutover.StepDeployWatch, recovery.PhaseDeploy, nil)
+	res = steptest.Run(t, steptest.Options{AutoApprove: true, Target: targetName}, book...)
+	a := res.Steps[cutover.StepApply]
+	if res.Steps[cutover.StepPlan].Status != state.StepSucceeded || a.Status != state.StepFailed ||
+		!strings.Contains(a.Error, "frontend (no health reported), shop-api (no health reported), payments (no health reported)") {
+		t.Errorf("plan %s, apply %s %q; want the plan through and apply refusing", res.Steps[cutover.StepPlan].Status, a.Status, a.Error)
 	}
 	if got := mutations(srv.Calls()); len(got) != 0 {
 		t.Errorf("change calls = %v, want none", got)
