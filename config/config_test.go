@@ -720,3 +720,14 @@ func TestDrillPreApproveNamesGatesOnly(t *testing.T) {
 		t.Errorf("problems = %+v", list)
 	}
 }
+
+func TestCutoverChecksDefaultTheirStatusAndNeedAURL(t *testing.T) {
+	c := mustParse(t, minimal+"cutover:\n  checks:\n    - url: https://api.example.com/healthz\n  critical_services: [payments]\n")
+	if len(c.Cutover.Checks) != 1 || c.Cutover.Checks[0].ExpectStatus != 200 || c.Cutover.CriticalServices[0] != "payments" {
+		t.Errorf("cutover = %+v", c.Cutover)
+	}
+	list := problems(t, minimal+"cutover:\n  checks:\n    - host: api.example.com\n")
+	if _, found := find(list, "cutover.checks[0].url"); !found {
+		t.Errorf("problems = %+v", list)
+	}
+}

@@ -220,6 +220,21 @@ type Cutover struct {
 	Route53    []Route53Record         `yaml:"route53"`
 	CloudFront []CloudFrontOrigin      `yaml:"cloudfront"`
 	APIGateway []APIGatewayIntegration `yaml:"apigateway"`
+	// Checks are HTTP requests through the new endpoints that must pass
+	// before the cutover counts as verified.
+	Checks []HTTPCheck `yaml:"checks"`
+	// CriticalServices must be Healthy in deploy.watch before the cutover.
+	CriticalServices []string `yaml:"critical_services"`
+	// APIGatewayRegion is where the APIs live (default: the DR region).
+	APIGatewayRegion string `yaml:"apigateway_region"`
+}
+
+// HTTPCheck is one verification request.
+type HTTPCheck struct {
+	URL          string `yaml:"url" drbot:"required"`
+	Host         string `yaml:"host"` // Host header (and TLS server name) when the URL names the load balancer
+	ExpectStatus int    `yaml:"expect_status" drbot:"default=200"`
+	BodyContains string `yaml:"body_contains"`
 }
 
 // Backend names the Kubernetes object whose load balancer an entry point moves to:
