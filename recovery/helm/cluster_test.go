@@ -254,7 +254,7 @@ func TestAddonsOnARealCluster(t *testing.T) {
 		cfg.Addons[config.AddonLoadBalancerController] = a
 		s := stepsFor(t, cfg, src, in, nil)
 		res := runStep(t, StepLBC, s.LBC)
-		if p := res.Progress(StepLBC); !containsLine(p, "upgrading aws-load-balancer-controller 1.13.4") || !containsLine(p, "upgraded, revision 2") {
+		if p := res.Progress(StepLBC); !containsLine(p, "upgrading aws-load-balancer-controller 1.13.4 in kube-system (values changed: replicaCount)") || !containsLine(p, "upgraded, revision 2") {
 			t.Fatalf("progress = %q", p)
 		}
 		assertAvailable(ctx, t, cs, "kube-system", "aws-load-balancer-controller", 3)
@@ -370,6 +370,42 @@ func TestAddonsOnARealCluster(t *testing.T) {
 		}
 		if p := res.Progress(StepVaultInjector); !containsLine(p, "vault 0.30.1 installed, revision 1") {
 			t.Fatalf("progress = %q", p)
+		}
+	})
+
+	t.Run("PlanShowsWhatWouldChangeWithoutChangingIt", func(t *testing.T) {
+		cfg := testConfig(t)
+		a := cfg.Addons[config.AddonIstiod]
+		a.Values = map[string]any{"pilot": map[string]any{"autoscaleMin": 3}}
+		cfg.Addons[config.AddonIstiod] = a
+		s := stepsFor(t, cfg, src, in, nil)
+		outputs := func(step, key string) (string, bool) {
+			v, ok := map[string]string{"cluster.create/vpc_id": testVPC}[step+"/"+key]
+			return v, ok
+		}
+		lines, err := s.Plan(ctx, "prod-eu", kc.AdminConfig(), outputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]string{
+			StepLBC: {"aws-load-balancer-controller 1.13.4 in kube-system: unchanged at revision 3"},
+			StepIstio: {
+				"istio-base 1.27.1 in istio-system: unchanged at revision 1",
+				"istiod 1.27.1 in istio-system: upgrade from revision 1 (values changed: pilot.autoscaleMin)",
+				"istio-gateway 1.27.1 in istio-ingress: unchanged at revision 1",
+			},
+			StepVaultInjector: {"vault 0.30.1 in vault: unchanged at revision 1"},
+		}
+		for step, w := range want {
+			if !slices.Equal(lines[step], w) {
+				t.Errorf("plan of %s =\n  %s\nwant\n  %s", step, strings.Join(lines[step], "\n  "), strings.Join(w, "\n  "))
+			}
+		}
+		if revs := revisions(ctx, t, cs, "istio-system", "istiod"); !slices.Equal(revs, []int{1}) {
+			t.Fatalf("planning changed istiod: revisions %v", revs)
+		}
+		if d := assertAvailable(ctx, t, cs, "istio-system", "istiod", 2); d == nil {
+			t.Fatal("istiod gone")
 		}
 	})
 

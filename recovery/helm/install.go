@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,7 @@ type Release struct {
 type Start struct {
 	Action  Action
 	Version string // the chart's
+	Reason  string // as in Outcome
 	// NotReady says what Helm's wait last found not ready ("Deployment is
 	// not ready: ns/name. 0 out of 2 expected pods are ready"), or "".
 	NotReady func() string
@@ -82,6 +84,9 @@ type Outcome struct {
 	Version   string `json:"version"`
 	Revision  int    `json:"revision"`
 	Action    Action `json:"action"`
+	// Reason says why an install or upgrade is (or was) needed: "not
+	// installed", "values changed: replicaCount", "chart istiod 1.27.0 → istiod 1.27.1".
+	Reason string `json:"reason,omitempty"`
 }
 
 // Installer installs charts. The zero value works: charts are cached under
@@ -116,107 +121,49 @@ func InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel Release) (Outco
 // person must fix the cause, then Retry); API throttling and server errors
 // are retryable.
 func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel Release) (Outcome, error) {
-	if rel.Name == "" || rel.Namespace == "" {
-		return Outcome{}, recovery.Permanent(fmt.Errorf("installing chart %s: release name and namespace are required", rel.Chart))
-	}
-	if rel.Timeout <= 0 {
-		rel.Timeout = 5 * time.Minute
-	}
-	what := fmt.Sprintf("release %s/%s", rel.Namespace, rel.Name)
-	ch, err := in.loadChart(rel.Chart)
+	p, err := in.prepare(ctx, cfg, &rel, true)
 	if err != nil {
-		if errors.Is(err, errChart) {
-			return Outcome{}, recovery.Permanent(fmt.Errorf("%s: %w", what, err))
-		}
-		return Outcome{}, fmt.Errorf("%s: %w", what, err)
+		return p.out, err
 	}
-	out := Outcome{Release: rel.Name, Namespace: rel.Namespace, Chart: ch.Metadata.Name, Version: ch.Metadata.Version}
-
-	getter := newRESTGetter(cfg, rel.Namespace)
-	restCfg, _ := getter.ToRESTConfig()
-	cs, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return out, recovery.Permanent(fmt.Errorf("%s: building a Kubernetes client: %w", what, err))
-	}
-	if err := ensureNamespace(ctx, cs, rel.Namespace, rel.NamespaceLabels); err != nil {
-		return out, classifyKube(fmt.Errorf("%s: %w", what, err))
-	}
-
-	log := in.logger().With("release", rel.Name, "namespace", rel.Namespace)
-	ac := new(action.Configuration)
-	var notes waitNotes
-	debug := func(format string, v ...any) {
-		msg := fmt.Sprintf(format, v...)
-		notes.observe(msg)
-		log.Debug(msg)
-	}
-	if err := ac.Init(getter, rel.Namespace, "secret", debug); err != nil {
-		return out, recovery.Permanent(fmt.Errorf("%s: setting up Helm: %w", what, err))
-	}
-
-	vals, err := normalize(rel.Values)
-	if err != nil {
-		return out, recovery.Permanent(fmt.Errorf("%s: values: %w", what, err))
-	}
-
-	last, err := ac.Releases.Last(rel.Name)
-	switch {
-	case errors.Is(err, driver.ErrReleaseNotFound):
-		last = nil
-	case err != nil:
-		return out, classifyKube(fmt.Errorf("%s: reading release history: %w", what, err))
-	}
+	out, last, ac, what := p.out, p.last, p.ac, p.what
 
 	if last != nil && last.Info.Status.IsPending() {
 		// drbot is the only one installing these releases and runs one
 		// attempt of a step at a time, so a pending release is what a
 		// crashed attempt left behind; Helm would refuse to upgrade it.
-		log.Warn("marking a release left pending by an interrupted attempt as failed", "revision", last.Version, "status", last.Info.Status)
+		p.log.Warn("marking a release left pending by an interrupted attempt as failed", "revision", last.Version, "status", last.Info.Status)
 		last.SetStatus(release.StatusFailed, "interrupted: drbot restarted during "+string(last.Info.Status))
 		if err := ac.Releases.Update(last); err != nil {
 			return out, classifyKube(fmt.Errorf("%s: clearing pending revision %d: %w", what, last.Version, err))
 		}
 	}
 
-	if last != nil && last.Info.Status == release.StatusDeployed && sameChart(last.Chart, ch) {
-		deployed, err := normalize(last.Config)
-		if err != nil {
-			return out, recovery.Permanent(fmt.Errorf("%s: reading deployed values: %w", what, err))
-		}
-		if reflect.DeepEqual(deployed, vals) {
-			out.Revision, out.Action = last.Version, Unchanged
-			if rel.Wait {
-				if err := waitReady(ac, last, rel.Timeout); err != nil {
-					return out, recovery.Permanent(fmt.Errorf("%s revision %d is deployed but not ready after %s: %w; check its pods (kubectl -n %s get pods), then Retry",
-						what, last.Version, rel.Timeout, err, rel.Namespace))
-				}
+	if out.Action == Unchanged {
+		out.Revision = last.Version
+		if rel.Wait {
+			if err := waitReady(ac, last, rel.Timeout); err != nil {
+				return out, recovery.Permanent(fmt.Errorf("%s revision %d is deployed but not ready after %s: %w; check its pods (kubectl -n %s get pods), then Retry",
+					what, last.Version, rel.Timeout, err, rel.Namespace))
 			}
-			return out, nil
 		}
+		return out, nil
 	}
-
 	var res *release.Release
 	if rel.Starting != nil {
-		act := Upgraded
-		if last == nil {
-			act = Installed
-		}
-		rel.Starting(Start{Action: act, Version: out.Version, NotReady: notes.last})
+		rel.Starting(Start{Action: out.Action, Version: out.Version, Reason: out.Reason, NotReady: p.notes.last})
 	}
-	if last == nil {
+	if out.Action == Installed {
 		inst := action.NewInstall(ac)
 		inst.ReleaseName, inst.Namespace = rel.Name, rel.Namespace
 		inst.Wait, inst.Timeout = rel.Wait, rel.Timeout
-		out.Action = Installed
-		res, err = inst.RunWithContext(ctx, ch, copyValues(vals))
+		res, err = inst.RunWithContext(ctx, p.chart, copyValues(p.vals))
 	} else {
 		up := action.NewUpgrade(ac)
 		up.Namespace = rel.Namespace
 		up.Wait, up.Timeout = rel.Wait, rel.Timeout
 		up.ResetValues = true // the values are exactly ours, never the previous revision's
 		up.MaxHistory = 10
-		out.Action = Upgraded
-		res, err = up.RunWithContext(ctx, rel.Name, ch, copyValues(vals))
+		res, err = up.RunWithContext(ctx, rel.Name, p.chart, copyValues(p.vals))
 	}
 	if res != nil {
 		out.Revision = res.Version
@@ -232,7 +179,7 @@ func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel
 			return out, err
 		case errors.Is(err, context.DeadlineExceeded):
 			last := ""
-			if n := notes.last(); n != "" {
+			if n := p.notes.last(); n != "" {
 				last = " (last seen: " + n + ")"
 			}
 			return out, recovery.Permanent(fmt.Errorf("%w: it did not roll out within %s%s and is left failed; check its pods (kubectl -n %s get pods,events), fix the cause, then Retry",
@@ -263,6 +210,142 @@ func (w *waitNotes) last() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.msg
+}
+
+// Plan says what InstallOrUpgrade would do now (Outcome.Action and
+// Reason; Revision is the current one, 0 when not installed) without
+// changing anything. It fetches the chart, so a version missing from the
+// repository shows up here.
+func (in *Installer) Plan(ctx context.Context, cfg *rest.Config, rel Release) (Outcome, error) {
+	p, err := in.prepare(ctx, cfg, &rel, false)
+	if p.last != nil {
+		p.out.Revision = p.last.Version
+	}
+	return p.out, err
+}
+
+type prepared struct {
+	out   Outcome
+	what  string
+	chart *chart.Chart
+	vals  map[string]any
+	last  *release.Release // nil when never installed
+	ac    *action.Configuration
+	log   *slog.Logger
+	notes *waitNotes
+}
+
+// prepare loads the chart, reads the release's last revision and decides
+// what to do (out.Action, out.Reason). With act it first makes the
+// namespace, as the install needs it.
+func (in *Installer) prepare(ctx context.Context, cfg *rest.Config, rel *Release, act bool) (prepared, error) {
+	var p prepared
+	if rel.Name == "" || rel.Namespace == "" {
+		return p, recovery.Permanent(fmt.Errorf("installing chart %s: release name and namespace are required", rel.Chart))
+	}
+	if rel.Timeout <= 0 {
+		rel.Timeout = 5 * time.Minute
+	}
+	p.what = fmt.Sprintf("release %s/%s", rel.Namespace, rel.Name)
+	ch, err := in.loadChart(rel.Chart)
+	if err != nil {
+		if errors.Is(err, errChart) {
+			return p, recovery.Permanent(fmt.Errorf("%s: %w", p.what, err))
+		}
+		return p, fmt.Errorf("%s: %w", p.what, err)
+	}
+	p.chart = ch
+	p.out = Outcome{Release: rel.Name, Namespace: rel.Namespace, Chart: ch.Metadata.Name, Version: ch.Metadata.Version}
+
+	getter := newRESTGetter(cfg, rel.Namespace)
+	if act {
+		restCfg, _ := getter.ToRESTConfig()
+		cs, err := kubernetes.NewForConfig(restCfg)
+		if err != nil {
+			return p, recovery.Permanent(fmt.Errorf("%s: building a Kubernetes client: %w", p.what, err))
+		}
+		if err := ensureNamespace(ctx, cs, rel.Namespace, rel.NamespaceLabels); err != nil {
+			return p, classifyKube(fmt.Errorf("%s: %w", p.what, err))
+		}
+	}
+
+	p.log = in.logger().With("release", rel.Name, "namespace", rel.Namespace)
+	p.notes = &waitNotes{}
+	debug := func(format string, v ...any) {
+		msg := fmt.Sprintf(format, v...)
+		p.notes.observe(msg)
+		p.log.Debug(msg)
+	}
+	p.ac = new(action.Configuration)
+	if err := p.ac.Init(getter, rel.Namespace, "secret", debug); err != nil {
+		return p, recovery.Permanent(fmt.Errorf("%s: setting up Helm: %w", p.what, err))
+	}
+	if p.vals, err = normalize(rel.Values); err != nil {
+		return p, recovery.Permanent(fmt.Errorf("%s: values: %w", p.what, err))
+	}
+	p.last, err = p.ac.Releases.Last(rel.Name)
+	switch {
+	case errors.Is(err, driver.ErrReleaseNotFound):
+		p.last = nil
+	case err != nil:
+		return p, classifyKube(fmt.Errorf("%s: reading release history: %w", p.what, err))
+	}
+	p.out.Action, p.out.Reason, err = decide(p.last, ch, p.vals)
+	if err != nil {
+		return p, recovery.Permanent(fmt.Errorf("%s: %w", p.what, err))
+	}
+	return p, nil
+}
+
+// decide compares the last revision with the chart and values wanted.
+func decide(last *release.Release, ch *chart.Chart, vals map[string]any) (Action, string, error) {
+	switch {
+	case last == nil:
+		return Installed, "not installed", nil
+	case last.Info.Status.IsPending():
+		return Upgraded, fmt.Sprintf("revision %d was left %s by an interrupted attempt", last.Version, last.Info.Status), nil
+	case last.Info.Status != release.StatusDeployed:
+		return Upgraded, fmt.Sprintf("revision %d is %s", last.Version, last.Info.Status), nil
+	case !sameChart(last.Chart, ch):
+		from := "unknown chart"
+		if last.Chart != nil && last.Chart.Metadata != nil {
+			from = last.Chart.Metadata.Name + " " + last.Chart.Metadata.Version
+		}
+		return Upgraded, fmt.Sprintf("chart %s → %s %s", from, ch.Metadata.Name, ch.Metadata.Version), nil
+	}
+	deployed, err := normalize(last.Config)
+	if err != nil {
+		return "", "", fmt.Errorf("reading deployed values: %w", err)
+	}
+	if changed := diffKeys("", deployed, vals); len(changed) > 0 {
+		return Upgraded, "values changed: " + strings.Join(changed, ", "), nil
+	}
+	return Unchanged, "", nil
+}
+
+// diffKeys lists the dotted keys whose values differ (names only: values
+// may hold things not meant for a chat thread).
+func diffKeys(prefix string, a, b map[string]any) []string {
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	var out []string
+	for k := range keys {
+		am, aIsMap := a[k].(map[string]any)
+		bm, bIsMap := b[k].(map[string]any)
+		switch {
+		case aIsMap && bIsMap:
+			out = append(out, diffKeys(prefix+k+".", am, bm)...)
+		case !reflect.DeepEqual(a[k], b[k]):
+			out = append(out, prefix+k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (in *Installer) logger() *slog.Logger {

@@ -104,164 +104,236 @@ func (s *Steps) Actions() map[string]recovery.Action {
 	return map[string]recovery.Action{StepLBC: s.LBC, StepIstio: s.Istio, StepVaultInjector: s.VaultInjector}
 }
 
+// Outputs reads an upstream step's output (StepContext.Output in a run).
+type Outputs func(stepID, key string) (string, bool)
+
+// stepPlan is what one step wants on the DR cluster.
+type stepPlan struct {
+	releases []Release
+	outputs  map[string]string // besides the releases'
+	ingress  string            // namespace for the ingress manifests (istio only)
+}
+
 // LBC installs the AWS Load Balancer Controller with the DR cluster's
 // name, region and VPC, and the service account Pod Identity binds.
 func (s *Steps) LBC(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
-	t, err := s.target(sc)
-	if err != nil {
-		return recovery.Result{}, err
-	}
-	name := config.AddonLoadBalancerController
-	a, err := s.addon(name)
-	if err != nil {
-		return recovery.Result{}, err
-	}
-	ns := s.namespace(name, a)
-	saName := defaultLBCServiceAccount
-	if ref, ok := sc.Output(upstreamIAM, "lbc_service_account"); ok && ref != "" {
-		saNS, n, found := strings.Cut(ref, "/")
-		if !found || n == "" {
-			return recovery.Result{}, recovery.Permanent(fmt.Errorf("iam.roles output lbc_service_account is %q: want namespace/name", ref))
-		}
-		if saNS != ns {
-			return recovery.Result{}, recovery.Permanent(fmt.Errorf("iam.roles bound the controller's role to %s but addons.%s.namespace is %q; the controller would run without AWS credentials: make them agree",
-				ref, name, ns))
-		}
-		saName = n
-	}
-	clusterName := s.upstream(sc, "cluster_name", t.DR.ClusterName)
-	region := s.upstream(sc, "region", t.DR.Region)
-	var vpc any
-	if v, ok := sc.Output(upstreamCluster, "vpc_id"); ok && v != "" {
-		vpc = v
-	}
-	vals, err := MergeValues("addons."+name+".values", a.Values, []Required{
-		{Path: "clusterName", Value: clusterName, Why: "the DR cluster's name"},
-		{Path: "region", Value: region, Why: "the DR region"},
-		{Path: "vpcId", Value: vpc, Why: "the DR cluster's VPC from cluster.create output vpc_id"},
-		{Path: "serviceAccount.create", Value: true, Why: "drbot creates the service account Pod Identity binds"},
-		{Path: "serviceAccount.name", Value: saName, Why: "the service account iam.roles bound the controller's IAM role to"},
-	})
-	if err != nil {
-		return recovery.Result{}, recovery.Permanent(err)
-	}
-	cfg, err := s.opts.Kube.DRConfig(ctx, sc)
-	if err != nil {
-		return recovery.Result{}, fmt.Errorf("connecting to the DR cluster: %w", err)
-	}
-	out, err := s.install(ctx, sc, cfg, name, a, vals, nil)
-	if err != nil {
-		return recovery.Result{}, err
-	}
-	res := outputs(out)
-	res["service_account"] = ns + "/" + saName
-	return recovery.Result{Outputs: res}, nil
+	return s.run(ctx, sc, StepLBC)
 }
 
 // Istio installs istio-base, then istiod, then the ingress gateway (in
 // that order, each waited on: istiod must serve its webhook before the
 // gateway's pods are injected), then applies the ingress manifests.
 func (s *Steps) Istio(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
-	if _, err := s.target(sc); err != nil {
+	return s.run(ctx, sc, StepIstio)
+}
+
+// VaultInjector installs the Vault chart with only the agent injector,
+// pointed at the external Vault and at the DR cluster's own auth mount.
+func (s *Steps) VaultInjector(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+	return s.run(ctx, sc, StepVaultInjector)
+}
+
+func (s *Steps) run(ctx context.Context, sc *recovery.StepContext, stepID string) (recovery.Result, error) {
+	t, ok := s.opts.Config.Target(sc.Run().Target)
+	if !ok {
+		return recovery.Result{}, recovery.Permanent(fmt.Errorf("target %q is not in the config", sc.Run().Target))
+	}
+	p, err := s.plan(stepID, t, sc.Output, false)
+	if err != nil {
 		return recovery.Result{}, err
-	}
-	names := []string{config.AddonIstioBase, config.AddonIstiod, config.AddonIstioGateway}
-	type planned struct {
-		name string
-		a    config.Addon
-		vals map[string]any
-	}
-	var plan []planned
-	for _, name := range names {
-		a, err := s.addon(name)
-		if err != nil {
-			return recovery.Result{}, err
-		}
-		vals, err := MergeValues("addons."+name+".values", a.Values, nil)
-		if err != nil {
-			return recovery.Result{}, recovery.Permanent(err)
-		}
-		plan = append(plan, planned{name, a, vals})
 	}
 	cfg, err := s.opts.Kube.DRConfig(ctx, sc)
 	if err != nil {
 		return recovery.Result{}, fmt.Errorf("connecting to the DR cluster: %w", err)
 	}
 	var done []Outcome
-	var gatewayNS string
-	for _, p := range plan {
-		var labels map[string]string
-		if p.name == config.AddonIstioGateway {
-			gatewayNS = s.namespace(p.name, p.a)
-			labels = map[string]string{"istio-injection": "enabled"}
-		}
-		out, err := s.install(ctx, sc, cfg, p.name, p.a, p.vals, labels)
+	for _, rel := range p.releases {
+		out, err := s.install(ctx, sc, cfg, rel)
 		if err != nil {
 			return recovery.Result{}, err
 		}
 		done = append(done, out)
-		// Journal what is in place, so the board shows it if a later chart fails.
-		if err := sc.SaveOutputs(outputs(done...)); err != nil {
-			return recovery.Result{}, err
+		if len(p.releases) > 1 {
+			// Journal what is in place, so the board shows it if a later chart fails.
+			if err := sc.SaveOutputs(outputs(done...)); err != nil {
+				return recovery.Result{}, err
+			}
 		}
 	}
 	res := outputs(done...)
-	res["gateway_service"] = gatewayNS + "/" + addons[config.AddonIstioGateway].release
-	applied, err := applyManifests(ctx, cfg, gatewayNS, s.opts.IngressManifests)
-	if err != nil {
-		return recovery.Result{}, err
+	for k, v := range p.outputs {
+		res[k] = v
 	}
-	if len(applied) > 0 {
-		sc.Progress("applied %d ingress objects: %s", len(applied), strings.Join(applied, ", "))
+	if stepID == StepIstio {
+		applied, err := applyManifests(ctx, cfg, p.ingress, s.opts.IngressManifests)
+		if err != nil {
+			return recovery.Result{}, err
+		}
+		if len(applied) > 0 {
+			sc.Progress("applied %d ingress objects: %s", len(applied), strings.Join(applied, ", "))
+		}
+		b, _ := json.Marshal(applied)
+		res["ingress_objects"] = string(b)
 	}
-	b, _ := json.Marshal(applied)
-	res["ingress_objects"] = string(b)
 	return recovery.Result{Outputs: res}, nil
 }
 
-// VaultInjector installs the Vault chart with only the agent injector,
-// pointed at the external Vault and at the DR cluster's own auth mount.
-func (s *Steps) VaultInjector(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
-	t, err := s.target(sc)
-	if err != nil {
-		return recovery.Result{}, err
+// Plan says, per step id, what the steps would do on the DR cluster now,
+// without changing anything: one line per release ("istiod 1.27.1 in
+// istio-system: upgrade from revision 1 (values changed: pilot.autoscaleMin)").
+// cluster is nil when the DR cluster does not exist yet (every release
+// would be installed). up gives upstream outputs when known (nil: none);
+// a value drbot takes from them at run time shows as a placeholder.
+func (s *Steps) Plan(ctx context.Context, target string, cluster *rest.Config, up Outputs) (map[string][]string, error) {
+	t, ok := s.opts.Config.Target(target)
+	if !ok {
+		return nil, fmt.Errorf("target %q is not in the config", target)
 	}
-	name := config.AddonVaultInjector
-	a, err := s.addon(name)
-	if err != nil {
-		return recovery.Result{}, err
+	if up == nil {
+		up = func(string, string) (string, bool) { return "", false }
 	}
-	v := s.opts.Config.Vault
-	mount := strings.Trim(v.TargetMountFor(t.Name), "/")
-	if v.Address == "" || mount == "" {
-		return recovery.Result{}, recovery.Permanent(errors.New("vault.address and vault.target_mount must be set for the Vault injector"))
+	lines := map[string][]string{}
+	for _, stepID := range []string{StepLBC, StepIstio, StepVaultInjector} {
+		p, err := s.plan(stepID, t, up, true)
+		if err != nil {
+			lines[stepID] = []string{"cannot run: " + err.Error()}
+			continue
+		}
+		for _, rel := range p.releases {
+			lines[stepID] = append(lines[stepID], s.planLine(ctx, cluster, rel))
+		}
+		if stepID == StepIstio && len(s.opts.IngressManifests) > 0 {
+			lines[stepID] = append(lines[stepID], fmt.Sprintf("apply %d ingress objects server-side in %s", len(s.opts.IngressManifests), p.ingress))
+		}
 	}
-	vals, err := MergeValues("addons."+name+".values", a.Values, []Required{
-		{Path: "global.externalVaultAddr", Value: v.Address, Why: "vault.address, the external Vault"},
-		{Path: "injector.enabled", Value: true, Why: "drbot installs the injector"},
-		{Path: "injector.authPath", Value: "auth/" + mount, Why: "the DR cluster's own Kubernetes auth mount (vault.target_mount)"},
-		{Path: "server.enabled", Value: false, Why: "Vault runs outside the cluster"},
-	})
-	if err != nil {
-		return recovery.Result{}, recovery.Permanent(err)
-	}
-	cfg, err := s.opts.Kube.DRConfig(ctx, sc)
-	if err != nil {
-		return recovery.Result{}, fmt.Errorf("connecting to the DR cluster: %w", err)
-	}
-	out, err := s.install(ctx, sc, cfg, name, a, vals, nil)
-	if err != nil {
-		return recovery.Result{}, err
-	}
-	res := outputs(out)
-	res["auth_path"] = "auth/" + mount
-	return recovery.Result{Outputs: res}, nil
+	return lines, nil
 }
 
-// install runs one chart with progress lines: one when an install or
-// upgrade starts, one every ProgressEvery while it waits, one at the end
-// ("istiod 1.24.2 installed, revision 1").
-func (s *Steps) install(ctx context.Context, sc *recovery.StepContext, cfg *rest.Config, name string, a config.Addon, vals map[string]any, nsLabels map[string]string) (Outcome, error) {
+func (s *Steps) planLine(ctx context.Context, cluster *rest.Config, rel Release) string {
+	head := fmt.Sprintf("%s %s in %s", rel.Name, rel.Chart.Version, rel.Namespace)
+	if cluster == nil {
+		if _, err := s.in.loadChart(rel.Chart); err != nil {
+			return head + ": cannot install: " + err.Error()
+		}
+		return head + ": install (the DR cluster does not exist yet)"
+	}
+	out, err := s.in.Plan(ctx, cluster, rel)
+	switch {
+	case err != nil:
+		return head + ": cannot tell: " + err.Error()
+	case out.Action == Unchanged:
+		return fmt.Sprintf("%s: unchanged at revision %d", head, out.Revision)
+	case out.Action == Installed:
+		return head + ": install"
+	}
+	return fmt.Sprintf("%s: upgrade from revision %d (%s)", head, out.Revision, out.Reason)
+}
+
+// plan works out a step's releases and their values. With planning, a
+// value drbot would take from an upstream output not yet known is shown
+// as a placeholder instead of refusing.
+func (s *Steps) plan(stepID string, t *config.Target, up Outputs, planning bool) (stepPlan, error) {
+	var p stepPlan
+	upstream := func(key, fallback string) string {
+		if v, ok := up(upstreamCluster, key); ok && v != "" {
+			return v
+		}
+		return fallback
+	}
+	switch stepID {
+	case StepLBC:
+		name := config.AddonLoadBalancerController
+		a, err := s.addon(name)
+		if err != nil {
+			return p, err
+		}
+		ns := s.namespace(name, a)
+		saName := defaultLBCServiceAccount
+		if ref, ok := up(upstreamIAM, "lbc_service_account"); ok && ref != "" {
+			saNS, n, found := strings.Cut(ref, "/")
+			if !found || n == "" {
+				return p, recovery.Permanent(fmt.Errorf("iam.roles output lbc_service_account is %q: want namespace/name", ref))
+			}
+			if saNS != ns {
+				return p, recovery.Permanent(fmt.Errorf("iam.roles bound the controller's role to %s but addons.%s.namespace is %q; the controller would run without AWS credentials: make them agree",
+					ref, name, ns))
+			}
+			saName = n
+		}
+		var vpc any
+		if v := upstream("vpc_id", ""); v != "" {
+			vpc = v
+		} else if _, set, _ := lookup(a.Values, "vpcId"); planning && !set {
+			vpc = "(cluster.create's vpc_id)"
+		}
+		rel, err := s.release(name, a, []Required{
+			{Path: "clusterName", Value: upstream("cluster_name", t.DR.ClusterName), Why: "the DR cluster's name"},
+			{Path: "region", Value: upstream("region", t.DR.Region), Why: "the DR region"},
+			{Path: "vpcId", Value: vpc, Why: "the DR cluster's VPC from cluster.create output vpc_id"},
+			{Path: "serviceAccount.create", Value: true, Why: "drbot creates the service account Pod Identity binds"},
+			{Path: "serviceAccount.name", Value: saName, Why: "the service account iam.roles bound the controller's IAM role to"},
+		}, nil)
+		if err != nil {
+			return p, err
+		}
+		p.releases = []Release{rel}
+		p.outputs = map[string]string{"service_account": ns + "/" + saName}
+
+	case StepIstio:
+		for _, name := range []string{config.AddonIstioBase, config.AddonIstiod, config.AddonIstioGateway} {
+			a, err := s.addon(name)
+			if err != nil {
+				return p, err
+			}
+			var labels map[string]string
+			if name == config.AddonIstioGateway {
+				p.ingress = s.namespace(name, a)
+				labels = map[string]string{"istio-injection": "enabled"}
+			}
+			rel, err := s.release(name, a, nil, labels)
+			if err != nil {
+				return p, err
+			}
+			p.releases = append(p.releases, rel)
+		}
+		p.outputs = map[string]string{"gateway_service": p.ingress + "/" + addons[config.AddonIstioGateway].release}
+
+	case StepVaultInjector:
+		name := config.AddonVaultInjector
+		a, err := s.addon(name)
+		if err != nil {
+			return p, err
+		}
+		v := s.opts.Config.Vault
+		mount := strings.Trim(v.TargetMountFor(t.Name), "/")
+		if v.Address == "" || mount == "" {
+			return p, recovery.Permanent(errors.New("vault.address and vault.target_mount must be set for the Vault injector"))
+		}
+		rel, err := s.release(name, a, []Required{
+			{Path: "global.externalVaultAddr", Value: v.Address, Why: "vault.address, the external Vault"},
+			{Path: "injector.enabled", Value: true, Why: "drbot installs the injector"},
+			{Path: "injector.authPath", Value: "auth/" + mount, Why: "the DR cluster's own Kubernetes auth mount (vault.target_mount)"},
+			{Path: "server.enabled", Value: false, Why: "Vault runs outside the cluster"},
+		}, nil)
+		if err != nil {
+			return p, err
+		}
+		p.releases = []Release{rel}
+		p.outputs = map[string]string{"auth_path": "auth/" + mount}
+
+	default:
+		return p, fmt.Errorf("no Helm add-on step %q", stepID)
+	}
+	return p, nil
+}
+
+// release is the Release of one config add-on, with the required values
+// merged over its config values.
+func (s *Steps) release(name string, a config.Addon, required []Required, nsLabels map[string]string) (Release, error) {
+	vals, err := MergeValues("addons."+name+".values", a.Values, required)
+	if err != nil {
+		return Release{}, recovery.Permanent(err)
+	}
 	def := addons[name]
 	rel := Release{
 		Name:            def.release,
@@ -275,13 +347,24 @@ func (s *Steps) install(ctx context.Context, sc *recovery.StepContext, cfg *rest
 	if rel.Chart.Name == "" {
 		rel.Chart.Name = def.chart
 	}
+	return rel, nil
+}
+
+// install runs one chart with progress lines: one when an install or
+// upgrade starts, one every ProgressEvery while it waits, one at the end
+// ("istiod 1.24.2 installed, revision 1").
+func (s *Steps) install(ctx context.Context, sc *recovery.StepContext, cfg *rest.Config, rel Release) (Outcome, error) {
 	var stop func()
 	rel.Starting = func(st Start) {
 		verb := "installing"
 		if st.Action == Upgraded {
 			verb = "upgrading"
 		}
-		sc.Progress("%s %s %s in %s, waiting up to %s for it to roll out", verb, rel.Name, st.Version, rel.Namespace, rel.Timeout)
+		why := ""
+		if st.Action == Upgraded && st.Reason != "" {
+			why = " (" + st.Reason + ")"
+		}
+		sc.Progress("%s %s %s in %s%s, waiting up to %s for it to roll out", verb, rel.Name, st.Version, rel.Namespace, why, rel.Timeout)
 		stop = s.ticker(sc, rel.Name, st)
 	}
 	out, err := s.in.InstallOrUpgrade(ctx, cfg, rel)
@@ -322,14 +405,6 @@ func (s *Steps) ticker(sc *recovery.StepContext, release string, st Start) (stop
 	return func() { close(done); wg.Wait() }
 }
 
-func (s *Steps) target(sc *recovery.StepContext) (*config.Target, error) {
-	t, ok := s.opts.Config.Target(sc.Run().Target)
-	if !ok {
-		return nil, recovery.Permanent(fmt.Errorf("target %q is not in the config", sc.Run().Target))
-	}
-	return t, nil
-}
-
 func (s *Steps) addon(name string) (config.Addon, error) {
 	a, ok := s.opts.Config.Addons[name]
 	if !ok {
@@ -346,14 +421,6 @@ func (s *Steps) namespace(name string, a config.Addon) string {
 		return a.Namespace
 	}
 	return addons[name].namespace
-}
-
-// upstream reads an output of cluster.create, falling back to the config.
-func (s *Steps) upstream(sc *recovery.StepContext, key, fallback string) string {
-	if v, ok := sc.Output(upstreamCluster, key); ok && v != "" {
-		return v
-	}
-	return fallback
 }
 
 // outputs are the releases as JSON plus "<release>_revision" per release,

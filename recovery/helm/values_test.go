@@ -149,3 +149,34 @@ func TestStepsRefuseAnAddonMissingFromTheConfig(t *testing.T) {
 		t.Fatalf("istio step = %s %q, want failed naming addons.istio-base", rec.Status, rec.Error)
 	}
 }
+
+func TestPlanBeforeTheClusterExistsInstallsEverythingAndFlagsAMissingChart(t *testing.T) {
+	repo := "file://" + chartsDir(t)
+	cfg := &config.Config{
+		Targets: []config.Target{{Name: "prod-eu", DR: config.DR{Region: "eu-west-1", ClusterName: "dr-eks"}}},
+		Vault:   config.Vault{Address: "https://vault.example.com:8200", TargetMount: "k8s-dr-{target}"},
+		Addons: map[string]config.Addon{
+			config.AddonLoadBalancerController: {Chart: "aws-load-balancer-controller", Repo: repo, Version: "1.13.4"},
+			config.AddonIstioBase:              {Chart: "base", Repo: repo, Version: "1.27.1"},
+			config.AddonIstiod:                 {Chart: "istiod", Repo: repo, Version: "1.27.0"}, // not what the chart is
+			config.AddonIstioGateway:           {Chart: "gateway", Repo: repo, Version: "1.27.1"},
+		},
+	}
+	steps, err := New(Options{Config: cfg, Kube: noCluster(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := steps.Plan(context.Background(), "prod-eu", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lines[StepLBC]; len(got) != 1 || got[0] != "aws-load-balancer-controller 1.13.4 in kube-system: install (the DR cluster does not exist yet)" {
+		t.Errorf("lbc plan = %q", got)
+	}
+	if got := lines[StepIstio]; len(got) != 3 || !strings.Contains(got[1], "istiod 1.27.0 in istio-system: cannot install") || !strings.Contains(got[1], "config pins 1.27.0") {
+		t.Errorf("istio plan = %q, want istiod flagged for its version", got)
+	}
+	if got := lines[StepVaultInjector]; len(got) != 1 || !strings.Contains(got[0], "cannot run: addons.vault-injector is not configured") {
+		t.Errorf("vault plan = %q", got)
+	}
+}
