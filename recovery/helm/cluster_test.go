@@ -15,6 +15,7 @@ import (
 	"time"
 
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"helm.sh/helm/v3/pkg/action"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -423,6 +424,26 @@ func TestAddonsOnARealCluster(t *testing.T) {
 		}
 		if revs := revisions(ctx, t, cs, "render-check", "lbc-no-cluster-name"); len(revs) != 0 {
 			t.Fatalf("a release that never rendered stored revisions %v", revs)
+		}
+	})
+
+	t.Run("ReleaseUninstalledWithItsHistoryKeptIsInstalledAgain", func(t *testing.T) {
+		rel := Release{Name: "istio-base", Namespace: "uninstall-test", Wait: true, Timeout: rolloutTimeout,
+			Chart: ChartRef{Repo: "file://" + chartsDir(t), Name: "base", Version: "1.27.1"}}
+		if out, err := in.InstallOrUpgrade(ctx, kc.AdminConfig(), rel); err != nil || out.Revision != 1 {
+			t.Fatalf("install = %+v, %v", out, err)
+		}
+		un := action.NewUninstall(actionConfig(t, kc, "uninstall-test"))
+		un.KeepHistory = true
+		if _, err := un.Run("istio-base"); err != nil {
+			t.Fatal(err)
+		}
+		out, err := in.InstallOrUpgrade(ctx, kc.AdminConfig(), rel)
+		if err != nil || out.Action != Installed || out.Revision != 2 || out.Reason != "revision 1 was uninstalled" {
+			t.Fatalf("after uninstall = %+v, %v; want installed again as revision 2", out, err)
+		}
+		if _, err := cs.CoreV1().ConfigMaps("uninstall-test").Get(ctx, "istio-base-settings", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the chart's ConfigMap is not back: %v", err)
 		}
 	})
 

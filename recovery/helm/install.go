@@ -156,6 +156,7 @@ func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel
 		inst := action.NewInstall(ac)
 		inst.ReleaseName, inst.Namespace = rel.Name, rel.Namespace
 		inst.Wait, inst.Timeout = rel.Wait, rel.Timeout
+		inst.Replace = last != nil // only an uninstalled release's name
 		res, err = inst.RunWithContext(ctx, p.chart, copyValues(p.vals))
 	} else {
 		up := action.NewUpgrade(ac)
@@ -302,6 +303,10 @@ func decide(last *release.Release, ch *chart.Chart, vals map[string]any) (Action
 	switch {
 	case last == nil:
 		return Installed, "not installed", nil
+	case last.Info.Status == release.StatusUninstalled:
+		// Uninstalled with its history kept: Helm upgrades refuse it; an
+		// install may take the name again.
+		return Installed, fmt.Sprintf("revision %d was uninstalled", last.Version), nil
 	case last.Info.Status.IsPending():
 		return Upgraded, fmt.Sprintf("revision %d was left %s by an interrupted attempt", last.Version, last.Info.Status), nil
 	case last.Info.Status != release.StatusDeployed:
