@@ -1,50 +1,150 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
-	"fmt"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/drills"
 	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/argocd"
+	"github.com/drbot/drbot/recovery/cutover"
+	"github.com/drbot/drbot/recovery/eks"
+	"github.com/drbot/drbot/recovery/iam"
+	"github.com/drbot/drbot/recovery/namespaces"
 	"github.com/drbot/drbot/recovery/postmortem"
 	"github.com/drbot/drbot/recovery/standard"
+	"github.com/drbot/drbot/recovery/vaultauth"
 	"github.com/drbot/drbot/state"
 )
 
-// wireActions puts the built integrations into the standard table; steps
-// whose integration has not landed keep their "not built yet" action.
-func wireActions(cfg *config.Config, book *recovery.Runbook) (*recovery.Runbook, error) {
-	opts := postmortemOptions(cfg, book)
-	opts.Regressions = func(s *state.Store, runID string) []string { return drillRegressions(s, book, runID) }
-	return book.WithActions(map[string]recovery.Action{
-		standard.Postmortem: postmortem.Action(opts),
-	})
+// awsConfigs loads drbot's AWS configuration (the default chain: Pod
+// Identity, IRSA, environment, AWS_ENDPOINT_URL_<SERVICE>) once per region.
+type awsConfigs struct {
+	mu   sync.Mutex
+	byRg map[string]aws.Config
 }
 
-// drillRegressions compares a drill that is closing with the drills before it.
-func drillRegressions(s *state.Store, book *recovery.Runbook, runID string) []string {
-	scores, err := drills.Scores(s, book)
+func (a *awsConfigs) get(ctx context.Context, region string) (aws.Config, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.byRg[region]; ok {
+		return c, nil
+	}
+	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
 	if err != nil {
-		return nil
+		return aws.Config{}, fmt.Errorf("loading AWS configuration for %s: %w", region, err)
 	}
-	var run state.Run
-	var recs map[string]state.StepRecord
-	_ = s.View(func(tx *state.Tx) error {
-		var err error
-		run, _, err = tx.Run(runID)
+	if a.byRg == nil {
+		a.byRg = map[string]aws.Config{}
+	}
+	a.byRg[region] = c
+	return c, nil
+}
+
+// wireActions puts the built integrations into the standard table; steps
+// whose integration has not landed keep their "not built yet" action.
+// Clients are built lazily (see lazyAction), so a far end that is not
+// reachable fails its step, not drbot's start.
+func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (*recovery.Runbook, error) {
+	aws := &awsConfigs{}
+	vaults := &vaultClients{cfg: cfg, log: log}
+	eo := eks.Options{Config: cfg, AWS: aws.get}
+	provisioner := eks.NewProvisioner(eo)
+	access := eks.NewAccess(eo) // the DR cluster, for every step after cluster.access
+	roles := iam.New(iam.Options{Config: cfg, AWS: aws.get})
+
+	argo := func(ctx context.Context) (*argocd.Argo, error) {
+		mgmt, err := managementConfig(cfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		recs, err = tx.Steps(runID)
-		return err
-	})
-	if run.Mode != state.ModeDrill {
-		return nil
+		return argocd.New(cfg, argocd.Options{Management: mgmt, DR: access})
 	}
-	current := drills.Score{Run: run, Phases: recovery.PhaseDurations(book.ForMode(run.Mode), recs)}
-	return drills.Regressions(scores, current)
+	cut, err := cutover.New(cfg, cutover.Options{
+		Clients: cutover.ClientFunc(func(ctx context.Context, elbRegion, apiRegion string) (cutover.Clients, error) {
+			c, err := aws.get(ctx, elbRegion)
+			if err != nil {
+				return cutover.Clients{}, err
+			}
+			return cutover.FromAWSConfig(c).Clients(ctx, elbRegion, apiRegion)
+		}),
+		Targets: cutoverTargets(cfg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+
+	pm := postmortemOptions(cfg, book)
+	pm.Regressions = func(s *state.Store, runID string) []string { return drillRegressions(s, book, runID) }
+
+	actions := map[string]recovery.Action{
+		standard.ClusterCreate: provisioner.Create,
+		standard.ClusterAccess: access.Connect,
+		standard.IAMRoles:      roles.Ensure,
+		standard.ArgoCDRegister: lazyAction("Argo CD registration", func(ctx context.Context) (recovery.Action, error) {
+			a, err := argo(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return a.Register, nil
+		}),
+		standard.AddonsKarpenter: lazyAction("Karpenter", func(ctx context.Context) (recovery.Action, error) {
+			a, err := argo(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return a.Karpenter, nil
+		}),
+		standard.VaultAuth: lazyAction("Vault auth", func(ctx context.Context) (recovery.Action, error) {
+			vc, err := vaults.get(ctx)
+			if err != nil {
+				return nil, err
+			}
+			v, err := vaultauth.New(cfg, vc, vaultauth.Options{DR: access})
+			if err != nil {
+				return nil, err
+			}
+			return v.Action, nil
+		}),
+		standard.Namespaces: lazyAction("namespaces", func(ctx context.Context) (recovery.Action, error) {
+			vc, err := vaults.get(ctx)
+			if err != nil {
+				return nil, err
+			}
+			n, err := namespaces.New(cfg, vc, namespaces.Options{DR: access})
+			if err != nil {
+				return nil, err
+			}
+			return n.Action, nil
+		}),
+		standard.Postmortem: postmortem.Action(pm),
+	}
+	for id, a := range cut.Actions() {
+		actions[id] = a
+	}
+	return book.WithActions(actions)
+}
+
+// cutoverTargets maps each target's cutover checks and critical services.
+func cutoverTargets(cfg *config.Config) map[string]cutover.TargetOptions {
+	out := map[string]cutover.TargetOptions{}
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		c := cfg.CutoverFor(t)
+		opts := cutover.TargetOptions{CriticalServices: c.CriticalServices, APIGatewayRegion: c.APIGatewayRegion}
+		for _, ch := range c.Checks {
+			opts.Checks = append(opts.Checks, cutover.HTTPCheck{URL: ch.URL, Host: ch.Host, ExpectStatus: ch.ExpectStatus, BodyContains: ch.BodyContains})
+		}
+		out[t.Name] = opts
+	}
+	return out
 }
 
 func postmortemOptions(cfg *config.Config, book *recovery.Runbook) postmortem.Options {
@@ -64,4 +164,27 @@ func postmortemOptions(cfg *config.Config, book *recovery.Runbook) postmortem.Op
 			return fmt.Sprintf("primary %s/%s → DR cluster %s in %s (%s)", t.Primary.Region, t.Primary.Cluster, t.DR.ClusterName, t.DR.Region, t.Cluster.Provider)
 		},
 	}
+}
+
+// drillRegressions compares a drill that is closing with the drills before it.
+func drillRegressions(s *state.Store, book *recovery.Runbook, runID string) []string {
+	scores, err := drills.Scores(s, book)
+	if err != nil {
+		return nil
+	}
+	var run state.Run
+	var recs map[string]state.StepRecord
+	_ = s.View(func(tx *state.Tx) error {
+		var err error
+		if run, _, err = tx.Run(runID); err != nil {
+			return err
+		}
+		recs, err = tx.Steps(runID)
+		return err
+	})
+	if run.Mode != state.ModeDrill {
+		return nil
+	}
+	current := drills.Score{Run: run, Phases: recovery.PhaseDurations(book.ForMode(run.Mode), recs)}
+	return drills.Regressions(scores, current)
 }
