@@ -27,10 +27,12 @@ type Bot struct {
 	log    *slog.Logger
 	clock  func() time.Time
 
-	sm      *socketmode.Client
-	jobs    chan job
-	workers int
-	drills  DrillControl
+	sm       *socketmode.Client
+	jobs     chan job
+	workers  int
+	drills   DrillControl
+	rollback RollbackFunc
+	wake     func()
 }
 
 type job struct {
@@ -225,6 +227,8 @@ func (b *Bot) onCommand(ctx context.Context, sc slack.SlashCommand) {
 		b.resume(ctx, sc, cmd)
 	case "history":
 		b.reply(ctx, sc.ResponseURL, b.historyText())
+	case "rollback":
+		b.requestRollback(ctx, sc, cmd)
 	case "postmortem":
 		b.postmortem(ctx, sc, cmd.RunID)
 	}

@@ -11,11 +11,11 @@ import (
 
 // Command is a parsed `/dr …` invocation.
 type Command struct {
-	Name   string // help, start, status, plan, abort, resume, history, postmortem
+	Name   string // help, start, status, plan, abort, resume, history, rollback, postmortem
 	Target string // start, plan
-	RunID  string // status, abort, resume, postmortem
+	RunID  string // status, abort, resume, rollback, postmortem
 	Drill  bool   // start, plan
-	Reason string // start (optional), abort (required)
+	Reason string // start (optional), abort and rollback (required)
 }
 
 // commandSpec says what each subcommand takes; help text comes from it.
@@ -40,6 +40,8 @@ var commandSpecs = []commandSpec{
 		arg: "run", flags: map[string]bool{"reason": true}, needReason: true},
 	{name: "resume", usage: "/dr resume [run]", summary: "pick up a run that drbot is not driving (it resumes by itself after a restart)", example: "/dr resume", arg: "run"},
 	{name: "history", usage: "/dr history", summary: "the last runs and drills, with their time to recover", example: "/dr history"},
+	{name: "rollback", usage: `/dr rollback [run] --reason "…"`, summary: "put Route 53, CloudFront and API Gateway back to their values before the cutover (asks a cutover approver)",
+		example: `/dr rollback --reason "primary region is healthy again"`, arg: "run", flags: map[string]bool{"reason": true}, needReason: true},
 	{name: "postmortem", usage: "/dr postmortem [run]", summary: "post the post-mortem of a run (default: the latest)", example: "/dr postmortem", arg: "run"},
 	{name: "help", usage: "/dr help", summary: "this list", example: "/dr help"},
 }

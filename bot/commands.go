@@ -253,6 +253,10 @@ func (b *Bot) onInteraction(ctx context.Context, cb slack.InteractionCallback) {
 			return
 		}
 		v, err := ParseButtonValue(act.Value)
+		if err == nil && isRollbackAction(act.ActionID) {
+			b.decideRollback(ctx, cb, v, act.ActionID == ActionRollbackApprove)
+			return
+		}
 		if err != nil {
 			b.reply(ctx, cb.ResponseURL, ":warning: "+err.Error())
 			return

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -208,12 +209,48 @@ func (p *Poster) eventMessages(ctx context.Context, run state.Run, refs map[stri
 		return p.markDecided(ctx, run, refs, ev)
 	case recovery.EventAttachment:
 		return p.upload(ctx, ch, refs["log"], ev)
+	case EventRollbackRequested:
+		return p.postRef(ctx, run.ID, ch, thread, fmt.Sprintf("rollback/%d", ev.Round), ev.Key+"#phase", true,
+			slack.MsgOptionText("Rollback requested", false), slack.MsgOptionBlocks(RollbackBlocks(ev, nil)...))
+	case EventRollbackProgress, EventRollbackDone, EventRollbackFailed, EventRollbackRejected:
+		if ev.Fields["on"] == "rollback" {
+			if err := p.markRollbackDecided(ctx, run, refs, ev); err != nil {
+				return err
+			}
+		}
+		line := ":rewind: " + ev.Message
+		if ev.Error != "" {
+			line += " " + quote(ev.Error)
+		}
+		_, err := p.post(ctx, ch, thread, ev.Key+"#phase", slack.MsgOptionText(line, false))
+		return err
 	case recovery.EventRunStarted, recovery.EventRunResumed, recovery.EventRunBlocked, recovery.EventRunSucceeded,
 		recovery.EventRunFailed, recovery.EventRunAborted:
 		_, err := p.post(ctx, ch, "", ev.Key+"#run", slack.MsgOptionText(RunLine(ev), false))
 		return err
 	}
 	return nil
+}
+
+// markRollbackDecided replaces a rollback request's buttons with who decided.
+func (p *Poster) markRollbackDecided(ctx context.Context, run state.Run, refs map[string]string, ev recovery.Event) error {
+	ts := refs[fmt.Sprintf("rollback/%d", ev.Round)]
+	if ts == "" {
+		return nil
+	}
+	var dec state.Decision
+	var req recovery.Event
+	_ = p.store.View(func(tx *state.Tx) error {
+		dec, _, _ = tx.Decision(rollbackKey(run.ID, ev.Round))
+		entries, _ := tx.Outbox(false, 0)
+		for _, e := range entries {
+			if e.Key == fmt.Sprintf("%s/rollback/%d/requested", run.ID, ev.Round) {
+				_ = json.Unmarshal(e.Payload, &req)
+			}
+		}
+		return nil
+	})
+	return p.update(ctx, run.Slack.ChannelID, ts, slack.MsgOptionText(decidedLine(dec), false), slack.MsgOptionBlocks(RollbackBlocks(req, &dec)...))
 }
 
 // upload shares a document as a file in the post-mortem log thread. Files

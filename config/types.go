@@ -170,6 +170,9 @@ type Addon struct {
 	Values       map[string]any `yaml:"values"`
 	NodePool     map[string]any `yaml:"node_pool"`      // karpenter only: NodePool spec
 	EC2NodeClass map[string]any `yaml:"ec2_node_class"` // karpenter only: EC2NodeClass spec
+	// IngressManifests (istio-gateway only) are applied after the gateway:
+	// the Gateway, VirtualServices and Services that create the public endpoints.
+	IngressManifests []map[string]any `yaml:"ingress_manifests"`
 }
 
 // ArgoCD is the surviving Argo CD instance that deploys the services.

@@ -224,7 +224,14 @@ func (v *validator) addons() {
 		if a.Namespace == "" {
 			a.Namespace = def.Namespace
 		}
-		v.url(p+".repo", a.Repo, "https", "http", "oci")
+		if dir, local := strings.CutPrefix(a.Repo, "file://"); local {
+			v.check(p+".repo", a.Repo, strings.HasPrefix(dir, "/"), "want file:///absolute/path/to/charts, got %q", a.Repo)
+		} else {
+			v.url(p+".repo", a.Repo, "https", "http", "oci")
+		}
+		if a.IngressManifests != nil && name != AddonIstioGateway {
+			v.errf(p+".ingress_manifests", "only the istio-gateway add-on takes ingress_manifests")
+		}
 		v.check(p+".namespace", a.Namespace, dnsLabelRe.MatchString(a.Namespace), "want a Kubernetes namespace name, got %q", a.Namespace)
 		if name != AddonKarpenter {
 			if a.NodePool != nil {

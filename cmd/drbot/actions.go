@@ -10,12 +10,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/drills"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/argocd"
 	"github.com/drbot/drbot/recovery/cutover"
 	"github.com/drbot/drbot/recovery/eks"
+	"github.com/drbot/drbot/recovery/helm"
 	"github.com/drbot/drbot/recovery/iam"
 	"github.com/drbot/drbot/recovery/namespaces"
 	"github.com/drbot/drbot/recovery/postmortem"
@@ -52,7 +54,7 @@ func (a *awsConfigs) get(ctx context.Context, region string) (aws.Config, error)
 // whose integration has not landed keep their "not built yet" action.
 // Clients are built lazily (see lazyAction), so a far end that is not
 // reachable fails its step, not drbot's start.
-func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (*recovery.Runbook, error) {
+func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (*recovery.Runbook, bot.RollbackFunc, error) {
 	aws := &awsConfigs{}
 	vaults := &vaultClients{cfg: cfg, log: log}
 	eo := eks.Options{Config: cfg, AWS: aws.get}
@@ -78,7 +80,12 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (
 		Targets: cutoverTargets(cfg),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cutover: %w", err)
+		return nil, nil, fmt.Errorf("cutover: %w", err)
+	}
+
+	addons, err := helm.New(helm.Options{Config: cfg, Kube: access, IngressManifests: cfg.Addons[config.AddonIstioGateway].IngressManifests})
+	if err != nil {
+		return nil, nil, fmt.Errorf("helm add-ons: %w", err)
 	}
 
 	pm := postmortemOptions(cfg, book)
@@ -126,10 +133,17 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (
 		}),
 		standard.Postmortem: postmortem.Action(pm),
 	}
-	for id, a := range cut.Actions() {
-		actions[id] = a
+	for _, more := range []map[string]recovery.Action{cut.Actions(), addons.Actions()} {
+		for id, a := range more {
+			actions[id] = a
+		}
 	}
-	return book.WithActions(actions)
+	rollback := func(ctx context.Context, runID, record string, progress func(string)) error {
+		_, err := cut.Rollback(ctx, runID, record, progress)
+		return err
+	}
+	wired, err := book.WithActions(actions)
+	return wired, rollback, err
 }
 
 // cutoverTargets maps each target's cutover checks and critical services.

@@ -14,7 +14,7 @@ import (
 // say "not built yet".
 var wiredSteps = []string{
 	standard.ClusterCreate, standard.ClusterAccess, standard.IAMRoles, standard.ArgoCDRegister, standard.AddonsKarpenter,
-	standard.VaultAuth, standard.Namespaces, standard.EndpointsDiscover, standard.EndpointsPlan, standard.EndpointsApply,
+	standard.VaultAuth, standard.Namespaces, standard.AddonsLBC, standard.AddonsIstio, standard.AddonsVaultInject, standard.EndpointsDiscover, standard.EndpointsPlan, standard.EndpointsApply,
 	standard.EndpointsVerify, standard.Postmortem,
 }
 
@@ -27,9 +27,9 @@ func TestEveryBuiltIntegrationIsWiredIntoTheRunbook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wired, err := wireActions(cfg, book, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
+	wired, rollback, err := wireActions(cfg, book, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil || rollback == nil {
+		t.Fatalf("wiring: %v (rollback wired: %v)", err, rollback != nil)
 	}
 	// Every "not built yet" action is the same closure code; a wired step's
 	// action is different code.

@@ -33,12 +33,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if book, err = wireActions(cfg, book, log); err != nil {
+	book, rollback, err := wireActions(cfg, book, log)
+	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, book, log, serveOptions{})
+	return serve(ctx, cfg, book, log, serveOptions{rollback: rollback})
 }
 
 // serveOptions let tests drive the real wiring with their own runbook and
@@ -50,6 +51,8 @@ type serveOptions struct {
 	// drillClock and drillTick drive the drill scheduler (tests move time).
 	drillClock func() time.Time
 	drillTick  time.Duration
+	// rollback restores a run's pre-cutover values (/dr rollback).
+	rollback bot.RollbackFunc
 }
 
 // server is what serve wired, for tests.
@@ -129,6 +132,10 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		return err
 	}
 	b.SetDrills(sched)
+	b.SetWake(disp.Wake)
+	if opts.rollback != nil {
+		b.SetRollback(opts.rollback)
+	}
 
 	stopAdmin, err := serveAdmin(ctx, store)
 	if err != nil {

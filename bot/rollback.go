@@ -1,0 +1,222 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/slack-go/slack"
+
+	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/state"
+)
+
+// Rollback buttons.
+const (
+	ActionRollbackApprove = "drbot.rollback.approve"
+	ActionRollbackReject  = "drbot.rollback.reject"
+)
+
+// Rollback kinds of event; they reach the post-mortem log like every event.
+const (
+	EventRollbackRequested recovery.EventKind = "rollback.requested"
+	EventRollbackProgress  recovery.EventKind = "rollback.progress"
+	EventRollbackDone      recovery.EventKind = "rollback.finished"
+	EventRollbackFailed    recovery.EventKind = "rollback.failed"
+	EventRollbackRejected  recovery.EventKind = "rollback.rejected"
+)
+
+// RollbackFunc restores a run's journaled pre-cutover values, reporting
+// progress lines (the cutover integration).
+type RollbackFunc func(ctx context.Context, runID, record string, progress func(line string)) error
+
+// SetRollback connects /dr rollback to the cutover integration.
+func (b *Bot) SetRollback(f RollbackFunc) { b.rollback = f }
+
+// rollbackRecordStep and key are where endpoints.plan journals the old values.
+const (
+	rollbackRecordStep = "endpoints.plan"
+	rollbackRecordKey  = "rollback"
+)
+
+func (b *Bot) enqueue(evs ...recovery.Event) error {
+	return b.store.Update(func(tx *state.Tx) error { return recovery.Enqueue(tx, evs...) })
+}
+
+// requestRollback asks, in the run's channel, for a cutover approver other
+// than the requester to confirm the rollback (the same rules as the
+// cutover gate).
+func (b *Bot) requestRollback(ctx context.Context, sc slack.SlashCommand, cmd Command) {
+	if b.rollback == nil {
+		b.reply(ctx, sc.ResponseURL, ":warning: rollback is not available in this drbot (the cutover integration is not wired)")
+		return
+	}
+	run, err := b.findLatest(cmd.RunID)
+	if err != nil {
+		b.reply(ctx, sc.ResponseURL, ":warning: "+err.Error())
+		return
+	}
+	var rec state.StepRecord
+	_ = b.store.View(func(tx *state.Tx) (err error) { rec, _, err = tx.Step(run.ID, rollbackRecordStep); return })
+	if rec.Outputs[rollbackRecordKey] == "" {
+		b.reply(ctx, sc.ResponseURL, fmt.Sprintf(":warning: run `%s` has no rollback record: its cutover was never planned, so nothing was changed.", run.ID))
+		return
+	}
+	if err := b.policy.CanStart(ctx, sc.UserID); err != nil {
+		if err2 := b.policy.CanDecide(ctx, run, recovery.Step{Gate: recovery.GateCutover}, recovery.DecideReject, sc.UserID); err2 != nil {
+			b.audit(state.AuditEntry{Actor: sc.UserID, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": err.Error()}})
+			b.reply(ctx, sc.ResponseURL, ":no_entry: You may not request a rollback: "+err.Error())
+			return
+		}
+	}
+	var n int
+	err = b.store.Update(func(tx *state.Tx) error {
+		key := "rollback/" + run.ID + "/requests"
+		v, _ := tx.KV(key)
+		n, _ = strconv.Atoi(v)
+		n++
+		if err := tx.PutKV(key, strconv.Itoa(n)); err != nil {
+			return err
+		}
+		if err := tx.Audit(state.AuditEntry{Actor: sc.UserID, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "recorded", Detail: map[string]string{"reason": cmd.Reason}}); err != nil {
+			return err
+		}
+		return recovery.Enqueue(tx, recovery.Event{Key: fmt.Sprintf("%s/rollback/%d/requested", run.ID, n), Kind: EventRollbackRequested, RunID: run.ID, Target: run.Target,
+			Mode: run.Mode, Phase: recovery.PhaseCutover, Actor: sc.UserID, Round: n, Time: b.clock(), Message: cmd.Reason,
+			Fields: map[string]string{"reason": cmd.Reason, "table": rollbackTable(rec.Outputs["table"])}})
+	})
+	if err != nil {
+		b.reply(ctx, sc.ResponseURL, ":x: "+err.Error())
+		return
+	}
+	b.reply(ctx, sc.ResponseURL, fmt.Sprintf("Rollback of `%s` requested: a cutover approver other than you must confirm it in <#%s>.", run.ID, run.Slack.ChannelID))
+}
+
+// rollbackTable turns the plan's "current → new" table around for people.
+func rollbackTable(table string) string {
+	return truncate(table, 2000)
+}
+
+// RollbackBlocks asks for confirmation of a rollback (or says who decided).
+func RollbackBlocks(ev recovery.Event, decided *state.Decision) []slack.Block {
+	text := fmt.Sprintf(":rewind: *Rollback requested* by <@%s>: %s\nEvery Route 53 record, CloudFront origin and API Gateway integration goes back to its value before the cutover. A cutover approver other than the requester must confirm.", ev.Actor, ev.Fields["reason"])
+	blocks := []slack.Block{section(text)}
+	if t := ev.Fields["table"]; t != "" {
+		blocks = append(blocks, section("What the cutover changed (it is undone):\n```"+t+"```"))
+	}
+	if decided != nil {
+		return append(blocks, contextLine(decidedLine(*decided)))
+	}
+	value := ButtonValue{RunID: ev.RunID, StepID: "rollback", Round: ev.Round}.String()
+	ok := slack.NewButtonBlockElement(ActionRollbackApprove, value, plain("Roll back", maxButtonText))
+	ok.Style = slack.StyleDanger
+	no := slack.NewButtonBlockElement(ActionRollbackReject, value, plain("Keep the cutover", maxButtonText))
+	return append(blocks, slack.NewActionBlock("drbot.rollback", ok, no))
+}
+
+func rollbackKey(runID string, n int) string { return fmt.Sprintf("%s/rollback/%d", runID, n) }
+
+// decideRollback records the first decision on a rollback request and, on
+// approval, runs it, reporting through the outbox.
+func (b *Bot) decideRollback(ctx context.Context, cb slack.InteractionCallback, v ButtonValue, approve bool) {
+	var run state.Run
+	var rec state.StepRecord
+	_ = b.store.View(func(tx *state.Tx) error {
+		run, _, _ = tx.Run(v.RunID)
+		rec, _, _ = tx.Step(v.RunID, rollbackRecordStep)
+		return nil
+	})
+	kind := recovery.DecideReject
+	if approve {
+		kind = recovery.DecideApprove
+	}
+	if err := b.policy.CanDecide(ctx, run, recovery.Step{Gate: recovery.GateCutover}, kind, cb.User.ID); err != nil {
+		b.audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback." + string(kind), RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": err.Error()}})
+		b.reply(ctx, cb.ResponseURL, ":no_entry: "+err.Error())
+		return
+	}
+	var requester string
+	_ = b.store.View(func(tx *state.Tx) error {
+		for _, a := range mustAudit(tx, run.ID) {
+			if a.Action == "rollback.request" && a.Result == "recorded" {
+				requester = a.Actor
+			}
+		}
+		return nil
+	})
+	if approve && cb.User.ID == requester && b.cfg.Access.TwoPersonRule {
+		b.audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback.approve", RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": "two-person rule"}})
+		b.reply(ctx, cb.ResponseURL, ":no_entry: two-person rule: you requested this rollback, so someone else must confirm it")
+		return
+	}
+	var won bool
+	var standing state.Decision
+	err := b.store.Update(func(tx *state.Tx) error {
+		var err error
+		standing, won, err = tx.Decide(state.Decision{Key: rollbackKey(run.ID, v.Round), RunID: run.ID, StepID: "rollback", Kind: string(kind), By: cb.User.ID})
+		if err != nil || !won {
+			return err
+		}
+		if err := tx.Audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback." + string(kind), RunID: run.ID, Target: run.Target, Result: "recorded"}); err != nil {
+			return err
+		}
+		evKind := EventRollbackProgress
+		msg := "rollback approved by <@" + cb.User.ID + ">; restoring the values from before the cutover"
+		if !approve {
+			evKind, msg = EventRollbackRejected, "rollback rejected by <@"+cb.User.ID+">; the cutover stays"
+		}
+		return recovery.Enqueue(tx, recovery.Event{Key: rollbackKey(run.ID, v.Round) + "/decided", Kind: evKind, RunID: run.ID, Target: run.Target, Mode: run.Mode,
+			Phase: recovery.PhaseCutover, Actor: cb.User.ID, Round: v.Round, Time: b.clock(), Message: msg, Fields: map[string]string{"on": "rollback"}})
+	})
+	b.wakePoster()
+	switch {
+	case err != nil:
+		b.reply(ctx, cb.ResponseURL, ":x: "+err.Error())
+		return
+	case !won:
+		b.reply(ctx, cb.ResponseURL, fmt.Sprintf("Already decided: %s by <@%s>.", decidedWords[standing.Kind], standing.By))
+		return
+	case !approve:
+		return
+	}
+	seq := 0
+	progress := func(line string) {
+		seq++
+		_ = b.enqueue(recovery.Event{Key: fmt.Sprintf("%s/progress/%d", rollbackKey(run.ID, v.Round), seq), Kind: EventRollbackProgress, RunID: run.ID, Target: run.Target,
+			Mode: run.Mode, Phase: recovery.PhaseCutover, Time: b.clock(), Message: line})
+		b.wakePoster()
+	}
+	rbErr := b.rollback(ctx, run.ID, rec.Outputs[rollbackRecordKey], progress)
+	final := recovery.Event{Key: rollbackKey(run.ID, v.Round) + "/done", Kind: EventRollbackDone, RunID: run.ID, Target: run.Target, Mode: run.Mode,
+		Phase: recovery.PhaseCutover, Time: b.clock(), Message: "rollback finished and verified: traffic goes where it went before the cutover"}
+	result := "restored"
+	if rbErr != nil {
+		final.Kind, final.Message, final.Error, result = EventRollbackFailed, "rollback did not finish; run /dr rollback again once the cause is fixed (finished rows are skipped)", rbErr.Error(), "failed"
+	}
+	_ = b.store.Update(func(tx *state.Tx) error {
+		if err := tx.Audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback.run", RunID: run.ID, Target: run.Target, Result: result}); err != nil {
+			return err
+		}
+		return recovery.Enqueue(tx, final)
+	})
+	b.wakePoster()
+}
+
+func mustAudit(tx *state.Tx, runID string) []state.AuditEntry {
+	entries, _ := tx.AuditLog(runID)
+	return entries
+}
+
+// wakePoster nudges the outbox dispatcher, when the bot was given one.
+func (b *Bot) wakePoster() {
+	if b.wake != nil {
+		b.wake()
+	}
+}
+
+// SetWake gives the bot the dispatcher's wake-up for events it enqueues itself.
+func (b *Bot) SetWake(f func()) { b.wake = f }
+
+// isRollbackAction reports whether an action id is a rollback button.
+func isRollbackAction(id string) bool { return strings.HasPrefix(id, "drbot.rollback.") }
