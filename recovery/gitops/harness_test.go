@@ -1,10 +1,6 @@
 package gitops_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,7 +11,6 @@ import (
 	"github.com/drbot/drbot/recovery/gitops"
 	"github.com/drbot/drbot/recovery/gitops/gitopstest"
 	"github.com/drbot/drbot/recovery/steptest"
-	"github.com/drbot/drbot/state"
 	"github.com/drbot/drbot/test/gitlabfake"
 )
 
@@ -74,82 +69,16 @@ func (w *world) calls(method, suffix string) int {
 	return n
 }
 
-// harness drives runs through the real engine with a pinned run id, so
-// two runs on fresh journals stand for one run re-executed after its
-// journal lost the handle (the crash window between acting and journaling).
-type harness struct {
-	t     *testing.T
-	eng   *recovery.Engine
-	store *state.Store
-	run   state.Run
-}
-
-func startPinned(t *testing.T, runID string, steps ...recovery.Step) *harness {
+func startPinned(t *testing.T, runID string, steps ...recovery.Step) *pinned {
 	t.Helper()
-	store, err := state.Open(filepath.Join(t.TempDir(), "drbot.db"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	book, err := recovery.NewRunbook(steps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	eng := recovery.New(ctx, store, book, recovery.Options{
-		Retry:    recovery.RetryPolicy{MaxAttempts: 2, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		NewRunID: func(string, time.Time) string { return runID },
-	})
-	t.Cleanup(func() { cancel(); eng.Wait() })
-	run, err := eng.Start(recovery.StartRequest{Target: target, Mode: state.ModeRecovery, Initiator: "U_TEST"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &harness{t: t, eng: eng, store: store, run: run}
+	return &pinned{gitopstest.Start(t, target, runID, steps...)}
 }
 
-// settle waits until the run ends or blocks, approving every gate it meets
-// when approve is set, and returns the journal.
-func (h *harness) settle(approve bool) steptest.Result {
-	h.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		res := steptest.Load(h.t, h.store, h.run.ID)
-		if res.Run.Status.Finished() || res.Run.Status == state.RunBlocked {
-			return res
-		}
-		for id, rec := range res.Steps {
-			if approve && rec.Status == state.StepWaiting {
-				_, _ = h.eng.Decide(recovery.DecisionRequest{RunID: h.run.ID, StepID: id, Kind: recovery.DecideApprove, By: "U_APPROVER", Round: rec.GateRound})
-			}
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("run %s still %s; steps %+v", h.run.ID, res.Run.Status, res.Steps)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+type pinned struct{ *gitopstest.Harness }
 
-func (h *harness) decide(step string, kind recovery.DecisionKind) {
-	h.t.Helper()
-	before := steptest.Load(h.t, h.store, h.run.ID).Steps[step].Failures
-	if _, err := h.eng.Decide(recovery.DecisionRequest{RunID: h.run.ID, StepID: step, Kind: kind, By: "U_OPERATOR"}); err != nil {
-		h.t.Fatalf("deciding %s on %s: %v", kind, step, err)
-	}
-	// The engine applies decisions asynchronously: wait until it has.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		rec := steptest.Load(h.t, h.store, h.run.ID).Steps[step]
-		if rec.Status != state.StepFailed || rec.Failures != before {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("decision %s on %s not applied", kind, step)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func (p *pinned) settle(approve bool) steptest.Result { return p.Settle(approve, 2*time.Minute) }
+
+func (p *pinned) decide(step string, kind recovery.DecisionKind) { p.Decide(step, kind) }
 
 // steps returns the generate and MR steps (generation needs only the name).
 func steps(g *gitops.GitOps) []recovery.Step {

@@ -66,4 +66,27 @@ func WritePlan(w io.Writer, r Report, branchPrefix string) error {
 	return err
 }
 
-var _ recovery.Action = (*GitOps)(nil).Generate
+// ExpectedApps lists the DR Applications the merge brings, by name, from
+// the DR directory of the merged commit (or the merge request's head, or
+// the default branch when nothing was merged), so deploy.watch knows how
+// many to wait for before Argo CD has created them all.
+func (g *GitOps) ExpectedApps(ctx context.Context, sc *recovery.StepContext) ([]string, error) {
+	ref, _ := sc.Output(StepMerge, "merge_commit_sha")
+	if ref == "" {
+		ref, _ = sc.Output(StepMR, "sha")
+	}
+	if ref == "" {
+		ref = g.cfg.GitLab.DefaultBranch
+	}
+	blobs, err := g.listBlobs(ctx, g.cfg.GitLab.DRPath, ref)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, b := range blobs {
+		if IsTemplateFile(b.path) {
+			names = append(names, appOf(b.path))
+		}
+	}
+	return names, nil
+}
