@@ -40,11 +40,11 @@ func (d Destination) String() string {
 // Wave is one tier of services, deployed before the tiers after it. An
 // Application belongs to the first wave whose selector its labels match.
 type Wave struct {
-	Name string `json:"name"`
+	Name string `json:"name" yaml:"name"`
 	// Selector matches Application metadata.labels (every pair must match).
-	Selector map[string]string `json:"selector,omitempty"`
+	Selector map[string]string `json:"selector,omitempty" yaml:"selector"`
 	// Apps lists Application names (the primary's names) in the wave.
-	Apps []string `json:"apps,omitempty"`
+	Apps []string `json:"apps,omitempty" yaml:"apps"`
 }
 
 // GenerateOptions say how the DR set is derived from the primary's templates.

@@ -1,10 +1,3 @@
-// Package gitops implements phase 3 of the runbook up to the merge: the DR
-// Argo CD Application templates derived from the primary's templates in
-// GitLab (templates.generate), the branch, single commit and merge request
-// that carry them (gitops.mr), and the merge behind the merge gate
-// (gitops.merge). Generation is a pure function of the templates at one
-// commit and the options, so later steps regenerate the set from the
-// journaled source sha instead of journaling the files.
 package gitops
 
 import (

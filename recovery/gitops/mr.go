@@ -345,6 +345,7 @@ func (g *GitOps) GateContext(ctx context.Context, iid int64) (map[string]string,
 	}
 	return map[string]string{
 		"mr_url":       mr.WebURL,
+		"mr_state":     mr.State, // "merged" once someone merged it in GitLab
 		"merge_status": mr.DetailedMergeStatus,
 		"approvals":    approvalLine(ap),
 	}, nil

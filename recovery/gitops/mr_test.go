@@ -329,3 +329,50 @@ func TestPlanShowsTheMergeRequestWithoutOpeningIt(t *testing.T) {
 		t.Errorf("branches = %v", w.srv.Branches(project))
 	}
 }
+
+func TestDestinationByServerNeedsTheEndpointOfClusterAccess(t *testing.T) {
+	w := newWorld(t, 5, 0)
+	cfg := testConfig()
+	cfg.ArgoCD.DestinationBy = "server"
+	g := gitops.New(cfg, gitops.FromClient(w.client), gitops.Options{})
+
+	res := steptest.Run(t, steptest.Options{}, recovery.Step{ID: gitops.StepGenerate, Phase: recovery.PhaseDeploy, Action: g.Generate})
+	if rec := res.Steps[gitops.StepGenerate]; rec.Status != state.StepFailed || !strings.Contains(rec.Error, "templates.generate must depend on cluster.access") {
+		t.Errorf("without cluster.access: %s %q", rec.Status, rec.Error)
+	}
+
+	access := steptest.Stub("cluster.access", recovery.PhaseProvision, map[string]string{"endpoint": "https://ABC.gr7.eu-west-1.eks.amazonaws.com"})
+	res = steptest.Run(t, steptest.Options{}, access,
+		recovery.Step{ID: gitops.StepGenerate, Phase: recovery.PhaseDeploy, DependsOn: []string{"cluster.access"}, Action: g.Generate},
+		recovery.Step{ID: gitops.StepMR, Phase: recovery.PhaseDeploy, DependsOn: []string{gitops.StepGenerate}, Action: g.MergeRequest})
+	if res.Run.Status != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", res.Run.Status, res.Steps)
+	}
+	branch := w.srv.MergeRequests(project)[0].SourceBranch
+	f, _ := w.srv.File(project, branch, "apps/dr/payments/svc-0000.yaml")
+	if !strings.Contains(f, "server: https://ABC.gr7.eu-west-1.eks.amazonaws.com") || strings.Contains(f, "name: "+gitopstest.PrimaryCluster) {
+		t.Errorf("destination not by server:\n%s", f)
+	}
+}
+
+func TestNothingToMergeWhenMainAlreadyHoldsTheSet(t *testing.T) {
+	w := newWorld(t, 10, 0)
+	g := gitops.New(testConfig(), gitops.FromClient(w.client), gitops.Options{})
+	set := gitops.Generate(sources(w.srv.Files(project, "main")), gitops.GenerateOptions{DRPath: "apps/dr", Destination: gitops.Destination{Name: drCluster}})
+	files := map[string]string{}
+	for _, f := range set.Files {
+		files[f.Path] = string(f.Content)
+	}
+	w.srv.CommitFiles(project, "main", files, "DR set merged earlier")
+
+	res := startPinned(t, runID, append(steps(g), mergeStep(g))...).settle(true)
+	if res.Run.Status != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", res.Run.Status, res.Steps)
+	}
+	if out := res.Steps[gitops.StepMR].Outputs; out["mr_iid"] != "" || !strings.Contains(out["summary"], "nothing to merge") {
+		t.Errorf("mr outputs = %v", out)
+	}
+	if len(w.srv.MergeRequests(project)) != 0 || len(w.srv.Branches(project)) != 1 || w.calls("POST", "/repository/commits") != 0 {
+		t.Errorf("MRs %d, branches %v, commits %d: want none made", len(w.srv.MergeRequests(project)), w.srv.Branches(project), w.calls("POST", "/repository/commits"))
+	}
+}
