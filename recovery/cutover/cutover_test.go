@@ -38,7 +38,8 @@ var wantMutations = map[string]int{
 }
 
 func TestCutoverPlansAppliesAndVerifiesExactlyTheConfiguredRows(t *testing.T) {
-	srv := newServer(t, edge.Options{Route53SyncDelay: 300 * time.Millisecond, CloudFrontDeployDelay: 400 * time.Millisecond})
+	// Long enough that verify starts while changes are still pending, even on a loaded machine.
+	srv := newServer(t, edge.Options{Route53SyncDelay: 3 * time.Second, CloudFrontDeployDelay: 3 * time.Second})
 	w := seedWorld(t, srv)
 	before := take(srv, w)
 	c := newCutover(t, w, fastOptions(w, newHook()))
@@ -108,10 +109,10 @@ func TestCutoverPlansAppliesAndVerifiesExactlyTheConfiguredRows(t *testing.T) {
 
 	// Verify waited: every change was PENDING and every distribution InProgress at first.
 	if n := srv.CallsTo("route53", "GetChange"); n <= 3 {
-		t.Errorf("GetChange calls = %d, want more than one per change (the changes were PENDING for 300ms)", n)
+		t.Errorf("GetChange calls = %d, want more than one per change (the changes were PENDING for 3s)", n)
 	}
 	if n := srv.CallsTo("cloudfront", "GetDistribution"); n <= 2 {
-		t.Errorf("GetDistribution calls = %d, want more than one per distribution (InProgress for 400ms)", n)
+		t.Errorf("GetDistribution calls = %d, want more than one per distribution (InProgress for 3s)", n)
 	}
 	progress := strings.Join(res.Progress(cutover.StepVerify), "\n")
 	for _, want := range []string{"INSYNC after", "Deployed after", "✓ 1. route53 example.com. A", "✓ 14. apigateway http", "serves deployment"} {

@@ -320,6 +320,10 @@ func (c *Cluster) start(ctx context.Context, bins string, o *options) error {
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--cidr=10.244.0.0/16",
 		"--node-ip=10.0.0.2",
+		// Without a lease duration KWOK keeps no node Leases, the node
+		// lifecycle controller marks nodes NotReady about every 50 s and
+		// pods flap unready.
+		"--node-lease-duration-seconds=40",
 	)
 	if err != nil {
 		return err

@@ -406,3 +406,20 @@ func waitUntil(ctx context.Context, t *testing.T, what string, cond func() (bool
 		}
 	}
 }
+
+func TestNodesKeepTheirLeaseSoTheyStayReady(t *testing.T) {
+	c := kubeenv.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		leases, err := c.Clientset().CoordinationV1().Leases("kube-node-lease").List(ctx, metav1.ListOptions{})
+		if err == nil && len(leases.Items) > 0 && leases.Items[0].Spec.RenewTime != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no renewed node lease in kube-node-lease (err %v): nodes would flap NotReady", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
