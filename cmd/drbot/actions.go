@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
@@ -17,6 +18,8 @@ import (
 	"github.com/drbot/drbot/recovery/argocd"
 	"github.com/drbot/drbot/recovery/cutover"
 	"github.com/drbot/drbot/recovery/eks"
+	"github.com/drbot/drbot/recovery/gitops"
+	"github.com/drbot/drbot/recovery/gitops/deploywatch"
 	"github.com/drbot/drbot/recovery/helm"
 	"github.com/drbot/drbot/recovery/iam"
 	"github.com/drbot/drbot/recovery/namespaces"
@@ -88,6 +91,21 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (
 		return nil, nil, fmt.Errorf("helm add-ons: %w", err)
 	}
 
+	gitlabClient := func() (*gitlab.Client, error) {
+		tok, err := cfg.GitLab.Token.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("gitlab.token: %w", err)
+		}
+		return gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4"))
+	}
+	gitOps := func() (*gitops.GitOps, error) {
+		c, err := gitlabClient()
+		if err != nil {
+			return nil, err
+		}
+		return gitops.New(cfg, gitops.FromClient(c), gitops.Options{}), nil
+	}
+
 	pm := postmortemOptions(cfg, book)
 	pm.Regressions = func(s *state.Store, runID string) []string { return drillRegressions(s, book, runID) }
 
@@ -132,6 +150,26 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (
 			return n.Action, nil
 		}),
 		standard.Postmortem: postmortem.Action(pm),
+		standard.DeployWatch: lazyAction("the deployment watch", func(ctx context.Context) (recovery.Action, error) {
+			mgmt, err := managementConfig(cfg)
+			if err != nil {
+				return nil, err
+			}
+			g, err := gitOps()
+			if err != nil {
+				return nil, err
+			}
+			return deploywatch.New(cfg, deploywatch.Options{Management: mgmt, Expected: g}).Action, nil
+		}),
+	}
+	for _, id := range []string{standard.TemplatesGenerate, standard.GitOpsMR, standard.GitOpsMerge} {
+		actions[id] = lazyAction("GitLab", func(ctx context.Context) (recovery.Action, error) {
+			g, err := gitOps()
+			if err != nil {
+				return nil, err
+			}
+			return g.Actions()[id], nil
+		})
 	}
 	for _, more := range []map[string]recovery.Action{cut.Actions(), addons.Actions()} {
 		for id, a := range more {

@@ -15,7 +15,7 @@ import (
 var wiredSteps = []string{
 	standard.ClusterCreate, standard.ClusterAccess, standard.IAMRoles, standard.ArgoCDRegister, standard.AddonsKarpenter,
 	standard.VaultAuth, standard.Namespaces, standard.AddonsLBC, standard.AddonsIstio, standard.AddonsVaultInject, standard.EndpointsDiscover, standard.EndpointsPlan, standard.EndpointsApply,
-	standard.EndpointsVerify, standard.Postmortem,
+	standard.EndpointsVerify, standard.Postmortem, standard.TemplatesGenerate, standard.GitOpsMR, standard.GitOpsMerge, standard.DeployWatch,
 }
 
 func TestEveryBuiltIntegrationIsWiredIntoTheRunbook(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	path := configFlag(fs)
 	target := fs.String("target", "", "target to plan (default: the first recovery target)")
 	drill := fs.Bool("drill", false, "plan a drill (adds teardown)")
+	live := fs.Bool("live", false, "also read AWS, GitLab and the charts (read-only) to say what each step would create or change now")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,7 +43,15 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 			header += fmt.Sprintf("\nEstimates: the median of the last %d drill(s) where measured, config defaults elsewhere.", n)
 		}
 	}
-	return recovery.WritePlan(stdout, header, book.ForMode(mode).Schedule(), cfg.MTTR.Budget.Std())
+	if err := recovery.WritePlan(stdout, header, book.ForMode(mode).Schedule(), cfg.MTTR.Budget.Std()); err != nil {
+		return err
+	}
+	if !*live {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return writeLivePlan(ctx, stdout, cfg, t)
 }
 
 // pickTarget finds the named target, or the first one that fits the mode.

@@ -8,6 +8,7 @@ package deploywatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -124,6 +125,29 @@ func (c Counts) outputs() map[string]string {
 	}
 }
 
+// OutAppHealth is the output the cutover reads to hold back while a
+// critical service is not Healthy: a JSON object, application → health.
+const OutAppHealth = "app_health"
+
+// outputs are the counts plus every tracked application's health.
+func (v view) outputs() map[string]string {
+	out := v.counts.outputs()
+	health := map[string]string{}
+	for _, a := range v.tracked {
+		h := a.health
+		if h == "" {
+			h = "Unknown"
+		}
+		if a.health == "Healthy" && a.sync != "Synced" {
+			h = "OutOfSync"
+		}
+		health[a.name] = h
+	}
+	raw, _ := json.Marshal(health)
+	out[OutAppHealth] = string(raw)
+	return out
+}
+
 // Action is deploy.watch.
 func (w *Watcher) Action(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
 	if w.opts.Management == nil {
@@ -201,7 +225,7 @@ func (w *Watcher) Action(ctx context.Context, sc *recovery.StepContext) (recover
 		case <-deadline.C:
 			v := st.view(expected)
 			if lastSaved == nil || *lastSaved != v.counts {
-				_ = sc.SaveOutputs(v.counts.outputs())
+				_ = sc.SaveOutputs(v.outputs())
 			}
 			return recovery.Result{}, recovery.Permanent(v.timeoutError(w.opts.Timeout, w.opts.Namespace, dst))
 		case <-st.dirty:
@@ -216,7 +240,7 @@ func (w *Watcher) Action(ctx context.Context, sc *recovery.StepContext) (recover
 		pending = false
 		v := st.view(expected)
 		if lastSaved == nil || *lastSaved != v.counts {
-			if err := sc.SaveOutputs(v.counts.outputs()); err != nil {
+			if err := sc.SaveOutputs(v.outputs()); err != nil {
 				return recovery.Result{}, err
 			}
 			c := v.counts
@@ -234,7 +258,7 @@ func (w *Watcher) Action(ctx context.Context, sc *recovery.StepContext) (recover
 		}
 		if v.done() {
 			sc.Progress("all %d Applications Synced and Healthy", v.counts.Total)
-			return recovery.Result{Outputs: v.counts.outputs()}, nil
+			return recovery.Result{Outputs: v.outputs()}, nil
 		}
 		line := v.counts.String() + w.waveLine(v)
 		if line != lastLineText {

@@ -211,6 +211,16 @@ func TestDeployWatchFollowsArgoCDThroughRealRollouts(t *testing.T) {
 		if out["healthy"] != strconv.Itoa(n-3) || out["degraded"] != "3" || out["progressing"] != "0" || out["total"] != strconv.Itoa(n) {
 			t.Errorf("final outputs = %v", out)
 		}
+		// The cutover reads each application's health from app_health.
+		var health map[string]string
+		if err := json.Unmarshal([]byte(out[deploywatch.OutAppHealth]), &health); err != nil || len(health) != n {
+			t.Fatalf("app_health = %q (%v), want %d entries", out[deploywatch.OutAppHealth], err, n)
+		}
+		for name := range huge {
+			if health[name] != "Degraded" {
+				t.Errorf("app_health[%s] = %q, want Degraded", name, health[name])
+			}
+		}
 		// Each degraded Application posted once, with Argo CD's reason.
 		posted := map[string]int{}
 		for _, line := range res.Progress(deploywatch.StepID) {
