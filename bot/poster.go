@@ -193,7 +193,7 @@ func (p *Poster) eventMessages(ctx context.Context, run state.Run, refs map[stri
 	thread := refs["phase/"+string(ev.Phase)]
 	switch ev.Kind {
 	case recovery.EventStepStarted, recovery.EventStepProgress, recovery.EventStepRetrying, recovery.EventStepSucceeded,
-		recovery.EventStepSkipped, recovery.EventStepCancelled:
+		recovery.EventStepSkipped, recovery.EventStepCancelled, recovery.EventGateReopened:
 		_, err := p.post(ctx, ch, thread, ev.Key+"#phase", slack.MsgOptionText(StepLine(ev), false))
 		return err
 	case recovery.EventStepFailed:

@@ -267,6 +267,8 @@ func StepLine(ev recovery.Event) string {
 		return fmt.Sprintf(":no_entry_sign: `%s` cancelled by the abort", ev.StepID)
 	case recovery.EventStepFailed:
 		return fmt.Sprintf(":x: `%s` failed%s: %s", ev.StepID, attempt, quote(ev.Error))
+	case recovery.EventGateReopened:
+		return fmt.Sprintf(":leftwards_arrow_with_hook: `%s` needs a new approval: %s", ev.StepID, quote(ev.Error))
 	default:
 		return fmt.Sprintf("`%s` %s %s", ev.StepID, ev.Kind, ev.Message)
 	}

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -293,6 +294,9 @@ func (d *driver) gateApproved(s Step, rec *state.StepRecord) bool {
 	ev := d.stepEvent(s, EventGateWaiting, fmt.Sprintf("gate/%d", rec.GateRound), *rec)
 	ev.Round = rec.GateRound
 	ev.Fields = map[string]string{}
+	if rec.Error != "" && rec.GateRound > 1 {
+		ev.Fields["asked again because"] = rec.Error
+	}
 	for _, dep := range s.DependsOn {
 		for k, v := range d.recs[dep].Outputs {
 			ev.Fields[dep+"."+k] = v
@@ -452,6 +456,18 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 		}
 		if d.ctx.Err() != nil {
 			stop(now, true)
+			return
+		}
+		var reopen *reopenGate
+		if errors.As(err, &reopen) && s.Gate != GateNone {
+			rec.Status, rec.FinishedAt, rec.Error, rec.GateRound = state.StepPending, now, err.Error(), rec.GateRound+1
+			rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "gate reopened", Error: err.Error()})
+			if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventGateReopened, fmt.Sprintf("reopened/%d", rec.GateRound), rec)) != nil {
+				result(true)
+				return
+			}
+			log.Warn("what was approved no longer holds; asking the gate again", "round", rec.GateRound, "err", err)
+			result(false)
 			return
 		}
 		retryable := IsRetryable(err)

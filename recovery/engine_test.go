@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -654,4 +655,47 @@ func TestPreApprovedGatePassesWithoutAPersonAndIsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitStep(rec.ID, "gitops.merge", state.StepWaiting)
+}
+
+func TestGatedStepWhoseApprovalNoLongerHoldsAsksTheGateAgain(t *testing.T) {
+	var calls atomic.Int32
+	h := newHarness(t, []Step{{ID: "gitops.merge", Phase: PhaseDeploy, Gate: GateMerge, Action: func(context.Context, *StepContext) (Result, error) {
+		if calls.Add(1) == 1 {
+			return Result{}, ReopenGate(errors.New("the branch changed since the MR was reviewed"))
+		}
+		return Result{}, nil
+	}}}, Options{})
+	run := h.start()
+	h.waitStep(run.ID, "gitops.merge", state.StepWaiting)
+	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, StepID: "gitops.merge", Kind: DecideApprove, By: "U_A", Round: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("round 2", func(tx *state.Tx) bool {
+		rec, _, _ := tx.Step(run.ID, "gitops.merge")
+		return rec.Status == state.StepWaiting && rec.GateRound == 2
+	})
+	var gate2 Event
+	for _, k := range h.events(run.ID) {
+		if strings.HasSuffix(k, "/gate/2") {
+			_ = h.store.View(func(tx *state.Tx) error {
+				all, _ := tx.Outbox(false, 0)
+				for _, e := range all {
+					if e.Key == k {
+						_ = json.Unmarshal(e.Payload, &gate2)
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if !strings.Contains(gate2.Fields["asked again because"], "branch changed") {
+		t.Errorf("second gate event = %+v, want the reason it asks again", gate2)
+	}
+	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, StepID: "gitops.merge", Kind: DecideApprove, By: "U_B", Round: 2}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, state.RunSucceeded)
+	if calls.Load() != 2 {
+		t.Errorf("action ran %d times, want 2", calls.Load())
+	}
 }

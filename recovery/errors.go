@@ -83,3 +83,20 @@ func IsRetryable(err error) bool {
 // statusCoder is how integrations expose an HTTP status for SDKs whose
 // errors carry it as a field (Vault, GitLab, Kubernetes) rather than a method.
 type statusCoder interface{ StatusCode() int }
+
+// reopenGate asks for a new approval instead of failing.
+type reopenGate struct{ err error }
+
+func (r *reopenGate) Error() string { return r.err.Error() }
+func (r *reopenGate) Unwrap() error { return r.err }
+
+// ReopenGate is returned by a gated step's action when what people
+// approved no longer holds (the merge request's branch moved since the
+// review): the step goes back to its gate for a new round, with err as
+// the reason, instead of failing.
+func ReopenGate(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &reopenGate{err: err}
+}

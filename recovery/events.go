@@ -26,6 +26,7 @@ const (
 	EventStepCancelled EventKind = "step.cancelled"
 	EventAttachment    EventKind = "step.attachment" // a document for people (Message is its content)
 	EventGateWaiting   EventKind = "gate.waiting"
+	EventGateReopened  EventKind = "gate.reopened" // what was approved no longer holds: asked again
 	EventDecision      EventKind = "decision.recorded"
 	// Drill schedule events have no run yet; they go to the announce channel.
 	EventDrillAnnounce  EventKind = "drill.announce"

@@ -78,8 +78,6 @@ type pinned struct{ *gitopstest.Harness }
 
 func (p *pinned) settle(approve bool) steptest.Result { return p.Settle(approve, 2*time.Minute) }
 
-func (p *pinned) decide(step string, kind recovery.DecisionKind) { p.Decide(step, kind) }
-
 // steps returns the generate and MR steps (generation needs only the name).
 func steps(g *gitops.GitOps) []recovery.Step {
 	return []recovery.Step{

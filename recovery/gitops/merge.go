@@ -137,14 +137,15 @@ func mergedOutputs(mr *gitlab.MergeRequest, by string) map[string]string {
 	}
 }
 
-// branchMoved journals the head GitLab has now, so that Retry (after people
-// reviewed the new diff) merges exactly that head, and says so.
+// branchMoved journals the head GitLab has now and sends the step back to
+// its gate: what people approved is not what would be merged. Approving
+// again (after reviewing the new diff) merges exactly that head.
 func (g *GitOps) branchMoved(sc *recovery.StepContext, mr *gitlab.MergeRequest, expected, head string) error {
 	if err := sc.SaveOutputs(map[string]string{outRefusedSHA: expected, outBranchHead: head}); err != nil {
 		return err
 	}
-	return recovery.Permanent(fmt.Errorf(
-		"the branch changed since the MR was reviewed (expected %s, head is %s): review the new diff at %s, then Retry to merge %s",
+	return recovery.ReopenGate(fmt.Errorf(
+		"the branch changed since the MR was reviewed (expected %s, head is %s): review the new diff at %s; approving again merges %s",
 		short(expected), short(head), mr.WebURL, short(head)))
 }
 

@@ -265,24 +265,49 @@ func TestAddonsOnARealCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("ReleaseLeftPendingByACrashIsUpgradedNotStuck", func(t *testing.T) {
-		// A drbot killed mid-upgrade leaves the last revision pending-upgrade;
-		// Helm itself would refuse every later upgrade of it.
+	t.Run("ReleaseLeftPendingByACrashIsCompletedWithoutANewRevision", func(t *testing.T) {
+		// A drbot killed mid-upgrade leaves the last revision pending-upgrade
+		// (Helm itself would refuse every later upgrade of it); the same
+		// chart and values are finished in place: no new revision.
+		s := stepsFor(t, testConfig(t), src, in, nil)
+		runStep(t, StepLBC, s.LBC) // the release now has exactly these values
+		ac := actionConfig(t, kc, "kube-system")
+		last, err := ac.Releases.Last("aws-load-balancer-controller")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending := last.Version
+		last.Info.Status = "pending-upgrade"
+		if err := ac.Releases.Update(last); err != nil {
+			t.Fatal(err)
+		}
+		res := runStep(t, StepLBC, s.LBC)
+		if got := res.Steps[StepLBC].Outputs["revision"]; got != strconv.Itoa(pending) {
+			t.Fatalf("revision = %s, want the pending one, %d", got, pending)
+		}
+		now, err := actionConfig(t, kc, "kube-system").Releases.Last("aws-load-balancer-controller")
+		if err != nil || now.Version != pending || now.Info.Status != "deployed" {
+			t.Fatalf("last release = %v %v, want revision %d deployed", now.Version, now.Info.Status, pending)
+		}
+		assertAvailable(ctx, t, cs, "kube-system", "aws-load-balancer-controller", 2)
+	})
+
+	t.Run("ReleaseLeftPendingWithOtherValuesIsUpgraded", func(t *testing.T) {
 		ac := actionConfig(t, kc, "kube-system")
 		last, err := ac.Releases.Last("aws-load-balancer-controller")
 		if err != nil {
 			t.Fatal(err)
 		}
 		last.Info.Status = "pending-upgrade"
+		last.Config = map[string]any{"replicaCount": 7}
 		if err := ac.Releases.Update(last); err != nil {
 			t.Fatal(err)
 		}
 		s := stepsFor(t, testConfig(t), src, in, nil)
 		res := runStep(t, StepLBC, s.LBC)
-		if got := res.Steps[StepLBC].Outputs["revision"]; got != "3" {
-			t.Fatalf("revision = %s, want 3", got)
+		if got := res.Steps[StepLBC].Outputs["revision"]; got != strconv.Itoa(last.Version+1) {
+			t.Fatalf("revision = %s, want an upgrade to %d", got, last.Version+1)
 		}
-		assertAvailable(ctx, t, cs, "kube-system", "aws-load-balancer-controller", 2)
 	})
 
 	t.Run("IstioInstallsBaseIstiodGatewayInOrderAndAppliesTheIngress", func(t *testing.T) {
@@ -389,7 +414,7 @@ func TestAddonsOnARealCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string][]string{
-			StepLBC: {"aws-load-balancer-controller 1.13.4 in kube-system: unchanged at revision 3"},
+			StepLBC: {"aws-load-balancer-controller 1.13.4 in kube-system: unchanged at revision 4"},
 			StepIstio: {
 				"istio-base 1.27.1 in istio-system: unchanged at revision 1",
 				"istiod 1.27.1 in istio-system: upgrade from revision 1 (values changed: pilot.autoscaleMin)",

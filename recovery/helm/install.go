@@ -74,6 +74,10 @@ const (
 	Installed Action = "installed"
 	Upgraded  Action = "upgraded"
 	Unchanged Action = "unchanged"
+	// Completed finishes a revision an interrupted attempt left pending
+	// with the same chart and values: its manifest is applied again and
+	// waited on, and the revision is marked deployed — no new revision.
+	Completed Action = "completed"
 )
 
 // Outcome describes the release after InstallOrUpgrade.
@@ -127,6 +131,10 @@ func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel
 	}
 	out, last, ac, what := p.out, p.last, p.ac, p.what
 
+	if out.Action == Completed {
+		out.Revision = last.Version
+		return out, in.complete(ctx, p, rel)
+	}
 	if last != nil && last.Info.Status.IsPending() {
 		// drbot is the only one installing these releases and runs one
 		// attempt of a step at a time, so a pending release is what a
@@ -189,6 +197,48 @@ func (in *Installer) InstallOrUpgrade(ctx context.Context, cfg *rest.Config, rel
 		return out, classifyKube(err)
 	}
 	return out, nil
+}
+
+// complete finishes the pending revision left by a crashed attempt: the
+// same manifest is applied again (creating what the crash left out), the
+// resources are waited on, and the revision becomes the deployed one.
+func (in *Installer) complete(ctx context.Context, p prepared, rel Release) error {
+	last, ac, what := p.last, p.ac, p.what
+	p.log.Info("completing a revision an interrupted attempt left pending", "revision", last.Version, "status", last.Info.Status)
+	resources, err := ac.KubeClient.Build(bytes.NewBufferString(last.Manifest), false)
+	if err != nil {
+		return recovery.Permanent(fmt.Errorf("%s: reading the manifest of pending revision %d: %w", what, last.Version, err))
+	}
+	if _, err := ac.KubeClient.Update(resources, resources, false); err != nil {
+		return classifyKube(fmt.Errorf("%s: applying pending revision %d again: %w", what, last.Version, err))
+	}
+	if rel.Wait {
+		if err := waitReady(ac, last, rel.Timeout); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return recovery.Permanent(fmt.Errorf("%s revision %d did not roll out within %s: %w; check its pods (kubectl -n %s get pods,events), fix the cause, then Retry",
+				what, last.Version, rel.Timeout, err, rel.Namespace))
+		}
+	}
+	if last.Info.Status == release.StatusPendingUpgrade {
+		// The revision before it stays deployed until this one is: supersede it now.
+		if hist, err := ac.Releases.History(rel.Name); err == nil {
+			for _, r := range hist {
+				if r.Version < last.Version && r.Info.Status == release.StatusDeployed {
+					r.SetStatus(release.StatusSuperseded, "superseded by the completed revision")
+					if err := ac.Releases.Update(r); err != nil {
+						return classifyKube(fmt.Errorf("%s: superseding revision %d: %w", what, r.Version, err))
+					}
+				}
+			}
+		}
+	}
+	last.SetStatus(release.StatusDeployed, "completed after drbot restarted during "+string(last.Info.Status))
+	if err := ac.Releases.Update(last); err != nil {
+		return classifyKube(fmt.Errorf("%s: marking revision %d deployed: %w", what, last.Version, err))
+	}
+	return nil
 }
 
 // waitNotes keeps the last thing Helm's wait reported as not ready.
@@ -308,6 +358,11 @@ func decide(last *release.Release, ch *chart.Chart, vals map[string]any) (Action
 		// install may take the name again.
 		return Installed, fmt.Sprintf("revision %d was uninstalled", last.Version), nil
 	case last.Info.Status.IsPending():
+		if (last.Info.Status == release.StatusPendingInstall || last.Info.Status == release.StatusPendingUpgrade) && sameChart(last.Chart, ch) {
+			if cfg, err := normalize(last.Config); err == nil && len(diffKeys("", cfg, vals)) == 0 {
+				return Completed, fmt.Sprintf("revision %d was left %s by an interrupted attempt", last.Version, last.Info.Status), nil
+			}
+		}
 		return Upgraded, fmt.Sprintf("revision %d was left %s by an interrupted attempt", last.Version, last.Info.Status), nil
 	case last.Info.Status != release.StatusDeployed:
 		return Upgraded, fmt.Sprintf("revision %d is %s", last.Version, last.Info.Status), nil

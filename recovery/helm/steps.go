@@ -225,6 +225,8 @@ func (s *Steps) planLine(ctx context.Context, cluster *rest.Config, rel Release)
 		return fmt.Sprintf("%s: unchanged at revision %d", head, out.Revision)
 	case out.Action == Installed:
 		return head + ": install"
+	case out.Action == Completed:
+		return fmt.Sprintf("%s: finish revision %d (%s)", head, out.Revision, out.Reason)
 	}
 	return fmt.Sprintf("%s: upgrade from revision %d (%s)", head, out.Revision, out.Reason)
 }
