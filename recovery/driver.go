@@ -69,6 +69,8 @@ func (d *driver) loop() {
 		d.log.Error("loading run journal; the run stays as it is until drbot restarts", "err", err)
 		return
 	}
+	checks := time.NewTicker(d.e.opts.GateCheckEvery)
+	defer checks.Stop()
 	for {
 		if d.e.ctx.Err() != nil {
 			d.drainOnShutdown()
@@ -95,8 +97,45 @@ func (d *driver) loop() {
 				d.recs[r.rec.StepID] = r.rec
 			}
 		case <-d.signal:
+		case <-checks.C:
+			d.checkGates()
 		case <-d.e.ctx.Done():
 		}
+	}
+}
+
+// checkGates asks the waiting gates that can tell whether their approval
+// happened elsewhere; one that did is decided by drbot on that person's
+// behalf, audited, and the loop is woken.
+func (d *driver) checkGates() {
+	for _, s := range d.book.Steps() {
+		rec := d.recs[s.ID]
+		if s.GateCheck == nil || rec.Status != state.StepWaiting {
+			continue
+		}
+		sc := &StepContext{d: d, step: s, rec: &rec, Logger: d.log.With("step", s.ID)}
+		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+		by, ok, err := s.GateCheck(ctx, sc)
+		cancel()
+		if err != nil {
+			d.log.Warn("checking whether the gate was passed elsewhere", "step", s.ID, "err", err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		key := GateKey(d.run.ID, s.ID, rec.GateRound)
+		why := "approved outside Slack by " + by
+		ev := Event{Key: d.run.ID + "/decision/" + key, Kind: EventDecision, RunID: d.run.ID, Target: d.run.Target, Mode: d.run.Mode,
+			StepID: s.ID, Title: s.Title, Phase: s.Phase, Gate: s.Gate, Actor: "drbot", Message: string(DecideApprove), Time: d.e.store.Now(), Round: rec.GateRound,
+			Fields: map[string]string{"decision": string(DecideApprove), "reason": why, "on": "gate"}}
+		_ = d.commit(func(tx *state.Tx) error {
+			if _, won, err := tx.Decide(state.Decision{Key: key, RunID: d.run.ID, StepID: s.ID, Kind: string(DecideApprove), By: "drbot", Reason: why}); err != nil || !won {
+				return err
+			}
+			return tx.Audit(state.AuditEntry{Actor: by, Action: "decide.approve", RunID: d.run.ID, Target: d.run.Target, Step: s.ID, Result: "recorded", Detail: map[string]string{"reason": why}})
+		}, ev)
+		d.poke()
 	}
 }
 

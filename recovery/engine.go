@@ -60,6 +60,8 @@ type Options struct {
 	// PreApproved says a gate needs no person for this run (drills whose
 	// config pre-approves the gate). The decision is recorded as drbot's.
 	PreApproved func(run state.Run, step Step) bool
+	// GateCheckEvery is how often waiting gates' GateChecks run (default 30s).
+	GateCheckEvery time.Duration
 	// OnEnqueue is called after a transaction added outbox entries; the
 	// outbox dispatcher uses it to wake up.
 	OnEnqueue func()
@@ -93,6 +95,9 @@ func New(ctx context.Context, store *state.Store, book *Runbook, opts Options) *
 	}
 	if opts.NewRunID == nil {
 		opts.NewRunID = newRunID
+	}
+	if opts.GateCheckEvery <= 0 {
+		opts.GateCheckEvery = 30 * time.Second
 	}
 	return &Engine{ctx: ctx, store: store, book: book, opts: opts, log: opts.Logger, drivers: map[string]*driver{}}
 }

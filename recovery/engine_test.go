@@ -699,3 +699,34 @@ func TestGatedStepWhoseApprovalNoLongerHoldsAsksTheGateAgain(t *testing.T) {
 		t.Errorf("action ran %d times, want 2", calls.Load())
 	}
 }
+
+func TestGateCheckPassesAGateApprovedElsewhere(t *testing.T) {
+	var mergedInGitLab atomic.Bool
+	var ran atomic.Bool
+	h := newHarness(t, []Step{{ID: "gitops.merge", Phase: PhaseDeploy, Gate: GateMerge,
+		GateCheck: func(context.Context, *StepContext) (string, bool, error) { return "alice", mergedInGitLab.Load(), nil },
+		Action:    func(context.Context, *StepContext) (Result, error) { ran.Store(true); return Result{}, nil }}},
+		Options{GateCheckEvery: 20 * time.Millisecond})
+	run := h.start()
+	h.waitStep(run.ID, "gitops.merge", state.StepWaiting)
+	time.Sleep(60 * time.Millisecond)
+	if ran.Load() {
+		t.Fatal("the gate passed before anyone approved")
+	}
+	mergedInGitLab.Store(true)
+	h.waitRun(run.ID, state.RunSucceeded)
+	var audit []state.AuditEntry
+	_ = h.store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog(run.ID); return })
+	if !ran.Load() || !auditHas(audit, "alice", "recorded") {
+		t.Errorf("ran=%v audit=%+v", ran.Load(), audit)
+	}
+}
+
+func auditHas(audit []state.AuditEntry, actor, result string) bool {
+	for _, a := range audit {
+		if a.Actor == actor && a.Result == result {
+			return true
+		}
+	}
+	return false
+}

@@ -77,7 +77,14 @@ type Step struct {
 	Estimate time.Duration
 	// Modes restricts the step (teardown runs in drills only).
 	Modes Modes
+	// GateCheck, on a gated step, is asked while the gate waits whether the
+	// approval already happened elsewhere (the MR merged by a person in
+	// GitLab); by names who, for the audit log.
+	GateCheck GateCheck
 }
+
+// GateCheck reports an approval given outside Slack.
+type GateCheck func(ctx context.Context, sc *StepContext) (by string, approved bool, err error)
 
 // Runbook is a validated DAG of steps.
 type Runbook struct {
@@ -237,6 +244,23 @@ func (rb *Runbook) WithActions(actions map[string]Action) (*Runbook, error) {
 	for i := range steps {
 		if a, ok := actions[steps[i].ID]; ok {
 			steps[i].Action = a
+		}
+	}
+	return NewRunbook(steps)
+}
+
+// WithGateChecks returns a copy with the gate checks of the named steps set.
+func (rb *Runbook) WithGateChecks(checks map[string]GateCheck) (*Runbook, error) {
+	steps := rb.Steps()
+	for id := range checks {
+		s, ok := rb.Step(id)
+		if !ok || s.Gate == GateNone {
+			return nil, fmt.Errorf("setting the gate check of %q: no such gated step", id)
+		}
+	}
+	for i := range steps {
+		if c, ok := checks[steps[i].ID]; ok {
+			steps[i].GateCheck = c
 		}
 	}
 	return NewRunbook(steps)

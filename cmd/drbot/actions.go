@@ -181,6 +181,19 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (
 		return err
 	}
 	wired, err := book.WithActions(actions)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The merge gate also passes when a person merges the MR in GitLab.
+	wired, err = wired.WithGateChecks(map[string]recovery.GateCheck{
+		standard.GitOpsMerge: func(ctx context.Context, sc *recovery.StepContext) (string, bool, error) {
+			g, err := gitOps()
+			if err != nil {
+				return "", false, err
+			}
+			return g.MergedElsewhere(ctx, sc)
+		},
+	})
 	return wired, rollback, err
 }
 

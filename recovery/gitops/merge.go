@@ -118,6 +118,28 @@ func (g *GitOps) Merge(ctx context.Context, sc *recovery.StepContext) (recovery.
 	return recovery.Result{Outputs: mergedOutputs(accepted, "drbot")}, nil
 }
 
+// MergedElsewhere is the merge gate's check: the merge request was merged
+// by a person in GitLab while the gate waited, which passes the gate.
+func (g *GitOps) MergedElsewhere(ctx context.Context, sc *recovery.StepContext) (string, bool, error) {
+	raw, ok := sc.Output(StepMR, "mr_iid")
+	if !ok {
+		return "", false, nil
+	}
+	iid, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil {
+		return "", false, fmt.Errorf("%s output mr_iid %q is not a number", StepMR, raw)
+	}
+	mr, err := g.getMR(ctx, iid)
+	if err != nil || mr.State != "merged" {
+		return "", false, err
+	}
+	by := "someone in GitLab"
+	if mr.MergeUser != nil {
+		by = mr.MergeUser.Username + " (GitLab)"
+	}
+	return by, true, nil
+}
+
 func (g *GitOps) merged(sc *recovery.StepContext, mr *gitlab.MergeRequest, expected string) recovery.Result {
 	by := "someone"
 	if mr.MergeUser != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -253,6 +254,34 @@ func TestMergeGate(t *testing.T) {
 		}
 		if m := w.srv.MergeRequests(project)[0]; m.State != "merged" || m.SHA != moved {
 			t.Errorf("MR %s at %s, want merged at %s", m.State, m.SHA, moved)
+		}
+	})
+
+	t.Run("MergeByAPersonInGitLabWhileTheGateWaitsPassesTheGate", func(t *testing.T) {
+		w := newWorld(t, 10, 0)
+		g := gitops.New(testConfig(), gitops.FromClient(w.client), gitops.Options{})
+		merge := mergeStep(g)
+		merge.GateCheck = g.MergedElsewhere
+		h := startPinned(t, runID, append(steps(g), merge)...)
+		var mergedByPerson bool
+		h.OnPoll = func(res steptest.Result) {
+			if !mergedByPerson && res.Steps[gitops.StepMerge].Status == state.StepWaiting {
+				mergedByPerson = true
+				iid, _ := strconv.ParseInt(res.Steps[gitops.StepMR].Outputs["mr_iid"], 10, 64)
+				if _, _, err := w.person.MergeRequests.AcceptMergeRequest(project, iid, nil); err != nil {
+					t.Errorf("the person's merge: %v", err)
+				}
+			}
+		}
+		res := h.settle(false) // nobody approves in Slack
+		if res.Run.Status != state.RunSucceeded {
+			t.Fatalf("run %s: %+v", res.Run.Status, res.Steps[gitops.StepMerge])
+		}
+		if out := res.Steps[gitops.StepMerge].Outputs; out["merged_by"] != "alice" {
+			t.Errorf("merge outputs = %v, want merged_by alice", out)
+		}
+		if n := w.calls("PUT", "/merge_requests/1/merge"); n != 1 {
+			t.Errorf("%d merge calls, want only the person's", n)
 		}
 	})
 

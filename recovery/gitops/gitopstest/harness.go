@@ -43,6 +43,8 @@ func Start(t testing.TB, target, runID string, steps ...recovery.Step) *Harness 
 		Retry:    recovery.RetryPolicy{MaxAttempts: 2, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		NewRunID: func(string, time.Time) string { return runID },
+		// Gates that can see an approval given elsewhere look often in tests.
+		GateCheckEvery: 50 * time.Millisecond,
 	})
 	t.Cleanup(func() { cancel(); eng.Wait() })
 	run, err := eng.Start(recovery.StartRequest{Target: target, Mode: state.ModeRecovery, Initiator: "U_TEST"})
