@@ -140,7 +140,10 @@ func (x *attempt) revert(ctx context.Context, gl *gitlab.Client, mr *gitlab.Merg
 	}
 
 	b, _, err := gl.Branches.GetBranch(pid, target, opt)
-	if err != nil || b.Commit == nil {
+	if err == nil && b.Commit == nil {
+		err = errors.New("it has no head commit")
+	}
+	if err != nil {
 		x.leave(PartGitLab, what, glError("reading branch "+target, err), fix)
 		return "", false
 	}
@@ -308,9 +311,6 @@ func (x *attempt) listBlobs(ctx context.Context, gl *gitlab.Client, dir, ref str
 // glError wraps a GitLab error with what was being done, marking 429 and
 // 5xx retryable.
 func glError(doing string, err error) error {
-	if err == nil {
-		err = errors.New("no answer")
-	}
 	e := fmt.Errorf("%s: %w", doing, err)
 	var er *gitlab.ErrorResponse
 	if errors.As(err, &er) && er.Response != nil {

@@ -49,6 +49,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awseks "github.com/aws/aws-sdk-go-v2/service/eks"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/smithy-go"
 	vault "github.com/hashicorp/vault/api"
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 	"k8s.io/client-go/rest"
@@ -221,7 +222,20 @@ type attempt struct {
 
 // leave records a leftover of the running part.
 func (x *attempt) leave(part, what string, err error, fix string) {
-	x.leftovers = append(x.leftovers, Leftover{Part: part, What: what, Problem: describe(err), Fix: fix, Retryable: recovery.IsRetryable(err)})
+	x.leftovers = append(x.leftovers, Leftover{Part: part, What: what, Problem: problem(err), Fix: fix, Retryable: recovery.IsRetryable(err)})
+}
+
+// problem is an error's text for people: an AWS SDK error's wrapping
+// ("operation error IAM: DeleteRole, https response error StatusCode: 409,
+// RequestID: …, ") is cut down to the error code and message.
+func problem(err error) string {
+	text := err.Error()
+	var oe *smithy.OperationError
+	var ae smithy.APIError
+	if errors.As(err, &oe) && errors.As(err, &ae) {
+		text = strings.Replace(text, oe.Error(), ae.ErrorCode()+": "+ae.ErrorMessage(), 1)
+	}
+	return text
 }
 
 // Action is the teardown step.
@@ -259,7 +273,7 @@ func (t *Teardown) Action(ctx context.Context, sc *recovery.StepContext) (recove
 			return recovery.Result{}, ctx.Err()
 		}
 		if err != nil {
-			x.leave(p.name, p.name, err, "")
+			x.leave(p.name, "the "+p.name+" part", err, "fix the cause and press Retry, or remove what this part covers by hand and press Skip")
 		}
 		if len(x.leftovers) > before {
 			failed = append(failed, p.name)
@@ -318,14 +332,6 @@ func formatLeftovers(ls []Leftover) string {
 		fmt.Fprintf(&b, "%d. [%s] %s", i+1, l.Part, l)
 	}
 	return b.String()
-}
-
-// describe is an error's text for a leftover: AWS errors as "Code: message".
-func describe(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // waitFor polls check until it reports done, posting "<what> <status>,

@@ -60,6 +60,7 @@ func TestTeardown(t *testing.T) {
 	t.Run("AClusterNoDrillMadeIsNeitherDrainedNorDeleted", func(t *testing.T) { testForeignCluster(t, kc) })
 	t.Run("PilotLightWithoutAJournaledSizeIsListedToCheck", func(t *testing.T) { testPilotLightUnknownSize(t, kc) })
 	t.Run("TerraformProviderDestroysTheWorkspace", func(t *testing.T) { testTerraform(t, kc) })
+	t.Run("TheRevertLeavesAFileChangedSinceTheMergeAndSaysSo", func(t *testing.T) { testRevertAfterLaterChange(t, kc) })
 
 	if got := kc.Clientset(); got != nil {
 		if _, err := got.CoreV1().Secrets("argocd").Get(ctx, "cluster-prod", metav1.GetOptions{}); err != nil {
@@ -69,7 +70,8 @@ func TestTeardown(t *testing.T) {
 }
 
 func testMergedEKSDrill(t *testing.T, kc *kubeenv.Cluster) {
-	w := newWorld(t, kc, "drill-merged", eksProvider())
+	// Deletions take a while, as in EKS, so the waits post progress.
+	w := newWorld(t, kc, "drill-merged", eksProvider(), awsfake.Options{NodegroupDeleteDelay: 200 * time.Millisecond, EKSDeleteDelay: 400 * time.Millisecond})
 	mainBefore := w.gl.Files(project, "main")
 	iid, branch := w.drillMR(true)
 	w.vf.EnableKubernetesAuth(mount)
@@ -177,8 +179,20 @@ func testMergedEKSDrill(t *testing.T, kc *kubeenv.Cluster) {
 	if !strings.Contains(out[teardown.OutputKey(teardown.PartGitLab)], "reverted merge request") {
 		t.Errorf("gitlab part summary = %q", out[teardown.OutputKey(teardown.PartGitLab)])
 	}
-	if !hasPrefix(res.Progress(teardown.StepID), "teardown complete:") {
-		t.Errorf("no closing progress line: %q", res.Progress(teardown.StepID))
+	progress := res.Progress(teardown.StepID)
+	t.Logf("teardown's progress lines:\n%s", strings.Join(progress, "\n"))
+	if !hasPrefix(progress, "teardown complete:") {
+		t.Errorf("no closing progress line: %q", progress)
+	}
+	// ProgressEvery is 50ms here (30s in production): a 400ms deletion gets a few lines, not one per poll.
+	waiting := 0
+	for _, l := range progress {
+		if strings.HasPrefix(l, "cluster drill-merged DELETING, ") {
+			waiting++
+		}
+	}
+	if waiting < 2 || waiting > 12 {
+		t.Errorf("%d progress lines while the cluster was deleting, want a few: %q", waiting, progress)
 	}
 
 	// A second drill run over the same journal finds everything gone.
@@ -308,6 +322,7 @@ func testFailingPart(t *testing.T, kc *kubeenv.Cluster) {
 	if res.Run.Status != state.RunBlocked || rec.Status != state.StepFailed {
 		t.Fatalf("run %s, teardown %s (%s); want blocked on a failed teardown", res.Run.Status, rec.Status, rec.Error)
 	}
+	t.Logf("teardown's error:\n%s", rec.Error)
 	if rec.Retryable {
 		t.Error("a DeleteConflict leftover was marked retryable")
 	}
@@ -493,6 +508,35 @@ func testTerraform(t *testing.T, kc *kubeenv.Cluster) {
 	}
 	if got := res.Steps[teardown.StepID].Outputs[teardown.OutputKey(teardown.PartCluster)]; !strings.Contains(got, "terraform destroy done in "+dir+" (workspace drill)") {
 		t.Errorf("cluster part = %q", got)
+	}
+}
+
+func testRevertAfterLaterChange(t *testing.T, kc *kubeenv.Cluster) {
+	w := newWorld(t, kc, "drill-later", eksProvider())
+	iid, _ := w.drillMR(true)
+	// After the merge someone edits a file the drill changed.
+	edited := "kind: Application\nmetadata: {name: existing}\n# edited by a person after the drill\n"
+	w.gl.CommitFiles(project, "main", map[string]string{"dr/existing.yaml": edited}, "hand edit")
+
+	res := w.teardownOnly(w.teardown(), steptest.Result{Steps: map[string]state.StepRecord{
+		"cluster.create": {Outputs: map[string]string{"cluster_name": "drill-later", "region": region}},
+		"gitops.mr":      {Outputs: map[string]string{"mr_iid": strconv.FormatInt(iid, 10)}},
+	}})
+	rec := res.Steps[teardown.StepID]
+	if rec.Status != state.StepFailed || !strings.Contains(rec.Error, "dr on main: dr/existing.yaml: changed since merge request !1 was merged") {
+		t.Fatalf("teardown %s: %s\nwant the edited file listed", rec.Status, rec.Error)
+	}
+	files := w.gl.Files(project, "main")
+	if files["dr/existing.yaml"] != edited {
+		t.Errorf("the person's edit was overwritten: %q", files["dr/existing.yaml"])
+	}
+	for _, p := range []string{"dr/orders-api.yaml", "dr/payments-web.yaml"} {
+		if _, ok := files[p]; ok {
+			t.Errorf("%s, added by the drill, is still on main", p)
+		}
+	}
+	if rec.Outputs["revert_commit"] == "" {
+		t.Error("the revert commit was not journaled")
 	}
 }
 

@@ -79,10 +79,14 @@ type world struct {
 	opts       func(*teardown.Options)
 }
 
-func newWorld(t *testing.T, kc *kubeenv.Cluster, cluster string, c config.Cluster) *world {
+func newWorld(t *testing.T, kc *kubeenv.Cluster, cluster string, c config.Cluster, awsOpts ...awsfake.Options) *world {
 	t.Helper()
 	w := &world{t: t, kc: kc, cluster: cluster, profiles: &profileStore{profiles: map[string]*profile{}}}
-	w.aws = awsfake.New(t, awsfake.Options{})
+	var ao awsfake.Options
+	if len(awsOpts) > 0 {
+		ao = awsOpts[0]
+	}
+	w.aws = awsfake.New(t, ao)
 	w.aws.AddIdentity(awsKey, awsSecret, drbotARN)
 
 	w.vf = vaultfake.New(t)
