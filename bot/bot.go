@@ -229,6 +229,8 @@ func (b *Bot) onCommand(ctx context.Context, sc slack.SlashCommand) {
 		b.reply(ctx, sc.ResponseURL, b.historyText())
 	case "rollback":
 		b.requestRollback(ctx, sc, cmd)
+	case "override":
+		b.override(ctx, sc, cmd)
 	case "postmortem":
 		b.postmortem(ctx, sc, cmd.RunID)
 	}

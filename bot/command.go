@@ -42,6 +42,8 @@ var commandSpecs = []commandSpec{
 	{name: "history", usage: "/dr history", summary: "the last runs and drills, with their time to recover", example: "/dr history"},
 	{name: "rollback", usage: `/dr rollback [run] --reason "…"`, summary: "put Route 53, CloudFront and API Gateway back to their values before the cutover (asks a cutover approver)",
 		example: `/dr rollback --reason "primary region is healthy again"`, arg: "run", flags: map[string]bool{"reason": true}, needReason: true},
+	{name: "override", usage: `/dr override [run] --reason "…"`, summary: "let the cutover go ahead although a critical service is not Healthy (a cutover approver other than the initiator; audited), then Retry",
+		example: `/dr override --reason "payments is degraded in both regions"`, arg: "run", flags: map[string]bool{"reason": true}, needReason: true},
 	{name: "postmortem", usage: "/dr postmortem [run]", summary: "post the post-mortem of a run (default: the latest)", example: "/dr postmortem", arg: "run"},
 	{name: "help", usage: "/dr help", summary: "this list", example: "/dr help"},
 }

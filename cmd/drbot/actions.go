@@ -57,7 +57,7 @@ func (a *awsConfigs) get(ctx context.Context, region string) (aws.Config, error)
 // whose integration has not landed keep their "not built yet" action.
 // Clients are built lazily (see lazyAction), so a far end that is not
 // reachable fails its step, not drbot's start.
-func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (*recovery.Runbook, bot.RollbackFunc, error) {
+func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, store func() *state.Store) (*recovery.Runbook, bot.RollbackFunc, error) {
 	aws := &awsConfigs{}
 	vaults := &vaultClients{cfg: cfg, log: log}
 	eo := eks.Options{Config: cfg, AWS: aws.get}
@@ -81,6 +81,15 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger) (
 			return cutover.FromAWSConfig(c).Clients(ctx, elbRegion, apiRegion)
 		}),
 		Targets: cutoverTargets(cfg),
+		// The critical-service rule yields only to /dr override, audited.
+		Override: func(_ context.Context, run state.Run) (cutover.Override, bool) {
+			s := store()
+			if s == nil {
+				return cutover.Override{}, false
+			}
+			d, ok := bot.CriticalOverride(s, run.ID)
+			return cutover.Override{By: d.By, Reason: d.Reason}, ok
+		},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("cutover: %w", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery/standard"
+	"github.com/drbot/drbot/state"
 )
 
 // wiredSteps are the steps whose integrations have landed; the rest still
@@ -27,7 +28,7 @@ func TestEveryBuiltIntegrationIsWiredIntoTheRunbook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wired, rollback, err := wireActions(cfg, book, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	wired, rollback, err := wireActions(cfg, book, slog.New(slog.NewTextHandler(io.Discard, nil)), func() *state.Store { return nil })
 	if err != nil || rollback == nil {
 		t.Fatalf("wiring: %v (rollback wired: %v)", err, rollback != nil)
 	}

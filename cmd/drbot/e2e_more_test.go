@@ -116,3 +116,26 @@ func TestBotSurvivesASocketModeReconnect(t *testing.T) {
 	e.command(userOncall, "help")
 	e.waitFor("help after the reconnect", func() bool { return anyContains(e.responses(userOncall), "/dr start [target]") })
 }
+
+func TestOverrideOfTheCriticalServiceRuleNeedsASecondApproverAndIsAudited(t *testing.T) {
+	e := newE2E(t, testBook(t))
+	e.command(userOncall, "start prod-eu")
+	e.waitFor("the run", func() bool { return e.run().ID != "" })
+	run := e.run()
+	e.command(userOncall, `override --reason "payments is down in both regions"`)
+	e.waitFor("the refusal", func() bool { return anyContains(e.responses(userOncall), "two-person rule") })
+	if _, ok := bot.CriticalOverride(e.srv.store, run.ID); ok {
+		t.Fatal("the initiator's override was recorded")
+	}
+	e.command(userLead, `override --reason "payments is down in both regions"`)
+	e.waitFor("the override", func() bool { return anyContains(e.responses(userLead), "Recorded: the cutover may go ahead") })
+	d, ok := bot.CriticalOverride(e.srv.store, run.ID)
+	if !ok || d.By != userLead || d.Reason != "payments is down in both regions" {
+		t.Fatalf("override = %+v %v", d, ok)
+	}
+	var audit []state.AuditEntry
+	_ = e.srv.store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog(run.ID); return })
+	if !auditHas(audit, userLead, "recorded") || !auditHas(audit, userOncall, "denied") {
+		t.Errorf("audit = %+v", audit)
+	}
+}

@@ -111,7 +111,7 @@ func TestPhase12Child(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wired, _, err := wireActions(cfg, std, log)
+	wired, _, err := wireActions(cfg, std, log, func() *state.Store { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

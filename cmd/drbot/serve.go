@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,13 +34,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	book, rollback, err := wireActions(cfg, book, log)
+	var live atomic.Pointer[state.Store] // set once serve has opened it
+	book, rollback, err := wireActions(cfg, book, log, live.Load)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, book, log, serveOptions{rollback: rollback})
+	return serve(ctx, cfg, book, log, serveOptions{rollback: rollback, onStore: live.Store})
 }
 
 // serveOptions let tests drive the real wiring with their own runbook and
@@ -53,6 +55,8 @@ type serveOptions struct {
 	drillTick  time.Duration
 	// rollback restores a run's pre-cutover values (/dr rollback).
 	rollback bot.RollbackFunc
+	// onStore hands the opened state to the integrations that read it.
+	onStore func(*state.Store)
 }
 
 // server is what serve wired, for tests.
@@ -100,6 +104,9 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		return err
 	}
 	defer store.Close()
+	if opts.onStore != nil {
+		opts.onStore(store)
+	}
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
