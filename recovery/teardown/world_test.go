@@ -43,6 +43,9 @@ import (
 	"github.com/drbot/drbot/test/vaultfake"
 )
 
+// The eks provisioner runs terraform destroy for teardown.
+var _ teardown.Destroyer = (*eks.Provisioner)(nil)
+
 var ingressGVR = schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"}
 
 const (
