@@ -25,6 +25,7 @@ import (
 	"github.com/drbot/drbot/recovery/namespaces"
 	"github.com/drbot/drbot/recovery/postmortem"
 	"github.com/drbot/drbot/recovery/standard"
+	"github.com/drbot/drbot/recovery/teardown"
 	"github.com/drbot/drbot/recovery/vaultauth"
 	"github.com/drbot/drbot/state"
 )
@@ -159,6 +160,31 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 			return n.Action, nil
 		}),
 		standard.Postmortem: postmortem.Action(pm),
+		standard.Teardown: lazyAction("the drill teardown", func(ctx context.Context) (recovery.Action, error) {
+			// Every client is optional here: a missing one leaves its part
+			// listed as a leftover instead of stopping the rest.
+			opts := teardown.Options{DR: access, AWS: aws.get, Provisioner: provisioner}
+			if mgmt, err := managementConfig(cfg); err == nil {
+				opts.Management = mgmt
+			} else {
+				log.Warn("drill teardown without the management cluster", "err", err)
+			}
+			if c, err := gitlabClient(); err == nil {
+				opts.GitLab = c
+			} else {
+				log.Warn("drill teardown without GitLab", "err", err)
+			}
+			if vc, err := vaults.get(ctx); err == nil {
+				opts.Vault = vc
+			} else {
+				log.Warn("drill teardown without Vault", "err", err)
+			}
+			td, err := teardown.New(cfg, opts)
+			if err != nil {
+				return nil, err
+			}
+			return td.Action, nil
+		}),
 		standard.DeployWatch: lazyAction("the deployment watch", func(ctx context.Context) (recovery.Action, error) {
 			mgmt, err := managementConfig(cfg)
 			if err != nil {

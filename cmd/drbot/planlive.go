@@ -5,16 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 
 	awseks "github.com/aws/aws-sdk-go-v2/service/eks"
 	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
+	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	gitlab "gitlab.com/gitlab-org/api/client-go"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery/argocd"
 	"github.com/drbot/drbot/recovery/gitops"
 	"github.com/drbot/drbot/recovery/helm"
+	"github.com/drbot/drbot/recovery/iam"
 	"github.com/drbot/drbot/recovery/kube"
 	"github.com/drbot/drbot/recovery/standard"
 )
@@ -42,6 +50,62 @@ func writeLivePlan(ctx context.Context, w io.Writer, cfg *config.Config, t *conf
 			add(standard.ClusterCreate, fmt.Sprintf("EKS cluster %s exists (%s): would reuse it", t.DR.ClusterName, out.Cluster.Status))
 		}
 	}
+
+	// IAM roles and policies.
+	if ac, err := aws.get(ctx, t.DR.Region); err == nil {
+		names := iam.NamesFor(t.DR.ClusterName)
+		client := awsiam.NewFromConfig(ac)
+		for _, role := range []string{names.LBCRole, names.KarpenterRole, names.KarpenterNodeRole} {
+			_, err := client.GetRole(ctx, &awsiam.GetRoleInput{RoleName: &role})
+			var nse *iamtypes.NoSuchEntityException
+			switch {
+			case errors.As(err, &nse):
+				add(standard.IAMRoles, "would create IAM role "+role)
+			case err != nil:
+				add(standard.IAMRoles, "cannot read IAM role "+role+": "+firstLine(err.Error()))
+			default:
+				add(standard.IAMRoles, "IAM role "+role+" exists: would reuse it")
+			}
+		}
+	}
+
+	// Argo CD registration and Karpenter, in the management cluster.
+	if mgmt, err := managementConfig(cfg); err != nil {
+		add(standard.ArgoCDRegister, "cannot read the management cluster: "+err.Error())
+	} else if cs, err := kubernetes.NewForConfig(mgmt); err == nil {
+		name := argocd.SecretName(t.DR.ClusterName)
+		if _, err := cs.CoreV1().Secrets(cfg.ArgoCD.Namespace).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			add(standard.ArgoCDRegister, fmt.Sprintf("would create the cluster Secret %s/%s", cfg.ArgoCD.Namespace, name))
+		} else if err != nil {
+			add(standard.ArgoCDRegister, "cannot read the cluster Secret: "+firstLine(err.Error()))
+		} else {
+			add(standard.ArgoCDRegister, fmt.Sprintf("cluster Secret %s/%s exists: would update it", cfg.ArgoCD.Namespace, name))
+		}
+		add(standard.AddonsKarpenter, fmt.Sprintf("would apply the Application %s/%s, then the NodePool and EC2NodeClass", cfg.ArgoCD.Namespace, argocd.ApplicationName(t.DR.ClusterName)))
+	}
+
+	// Vault: the DR auth mount, the roles to copy, the licence key.
+	mount := cfg.Vault.TargetMountFor(t.Name)
+	if vc, err := (&vaultClients{cfg: cfg, log: slog.New(slog.DiscardHandler)}).get(ctx); err != nil {
+		add(standard.VaultAuth, "cannot read Vault: "+err.Error())
+	} else {
+		auths, err := vc.Sys().ListAuthWithContext(ctx)
+		switch {
+		case err != nil:
+			add(standard.VaultAuth, "cannot read Vault auth mounts: "+firstLine(err.Error()))
+		case auths[mount+"/"] != nil:
+			add(standard.VaultAuth, "auth mount "+mount+" exists: would reconfigure it for the DR cluster")
+		default:
+			add(standard.VaultAuth, "would enable the kubernetes auth mount "+mount)
+		}
+		if roles, err := vc.Logical().ListWithContext(ctx, "auth/"+cfg.Vault.SourceMount+"/role"); err == nil && roles != nil {
+			if keys, ok := roles.Data["keys"].([]any); ok {
+				add(standard.VaultAuth, fmt.Sprintf("would copy %d role(s) from auth/%s", len(keys), cfg.Vault.SourceMount))
+			}
+		}
+	}
+	add(standard.Namespaces, fmt.Sprintf("would create or label %d namespace(s), each with the Secret %s: %s",
+		len(cfg.Vault.Namespaces), cfg.Vault.NewRelicSecretName, strings.Join(cfg.Vault.Namespaces, ", ")))
 
 	// Helm add-ons, as if the cluster were new (nothing is installed yet).
 	if steps, err := helm.New(helm.Options{Config: cfg, Kube: kube.Static(nil), IngressManifests: cfg.Addons[config.AddonIstioGateway].IngressManifests}); err == nil {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
+
 	"github.com/drbot/drbot/recovery/gitops/gitopstest"
+	"github.com/drbot/drbot/recovery/iam"
 	"github.com/drbot/drbot/test/awsfake"
 	"github.com/drbot/drbot/test/gitlabfake"
 )
@@ -16,6 +20,13 @@ func TestPlanLiveSaysWhatStepsWouldCreateWithoutChangingAnything(t *testing.T) {
 	for _, kv := range aws.Env("eu-central-1", "AKIDPLAN0000000001", "made-up-plan-secret") {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
+	}
+	// One role exists already (an earlier drill left it): the plan says it is reused.
+	existing := iam.NamesFor("prod-eu-dr").KarpenterNodeRole
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := awsiam.NewFromConfig(aws.Config("eu-central-1", "AKIDPLAN0000000001", "made-up-plan-secret")).CreateRole(context.Background(),
+		&awsiam.CreateRoleInput{RoleName: &existing, AssumeRolePolicyDocument: &trust}); err != nil {
+		t.Fatal(err)
 	}
 	gl := gitlabfake.New(t)
 	gl.AddToken("made-up-gitlab-token")
@@ -40,6 +51,9 @@ func TestPlanLiveSaysWhatStepsWouldCreateWithoutChangingAnything(t *testing.T) {
 	for _, want := range []string{
 		"What the steps would do now (read live; nothing is changed):",
 		"would create EKS cluster prod-eu-dr in eu-central-1",
+		"would create IAM role " + iam.NamesFor("prod-eu-dr").LBCRole,
+		"IAM role " + existing + " exists: would reuse it",
+		"would create or label 12 namespace(s), each with the Secret newrelic-license",
 		"Merge request (drbot/<run id> → main): 12 file(s)",
 		"addons.lbc",
 	} {
@@ -50,7 +64,9 @@ func TestPlanLiveSaysWhatStepsWouldCreateWithoutChangingAnything(t *testing.T) {
 	if head, _ := gl.Branch("platform/argocd-apps", "main"); head != headBefore || len(gl.MergeRequests("platform/argocd-apps")) != 0 {
 		t.Error("the plan changed GitLab")
 	}
-	if n := aws.CallsTo("eks", "CreateCluster"); n != 0 {
-		t.Errorf("the plan called CreateCluster %d times", n)
+	for _, c := range aws.Calls() {
+		if !strings.HasPrefix(c.Operation, "Get") && !strings.HasPrefix(c.Operation, "Describe") && !strings.HasPrefix(c.Operation, "List") && c.Operation != "CreateRole" {
+			t.Errorf("the plan called %s %s", c.Service, c.Operation)
+		}
 	}
 }

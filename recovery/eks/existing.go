@@ -3,6 +3,7 @@ package eks
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +98,17 @@ func (p *Provisioner) scaleUp(ctx context.Context, sc *recovery.StepContext, api
 	if have >= want {
 		sc.Progress("node group %s already has %d nodes desired (want %d)", ex.NodeGroup, have, want)
 		return nil
+	}
+	// Journal the size before the scale-up, so a drill's teardown can put
+	// the pilot light back exactly as it was.
+	if c := ng.ScalingConfig; c != nil {
+		if err := sc.SaveOutputs(map[string]string{
+			"nodegroup_desired_before": strconv.Itoa(int(aws.ToInt32(c.DesiredSize))),
+			"nodegroup_min_before":     strconv.Itoa(int(aws.ToInt32(c.MinSize))),
+			"nodegroup_max_before":     strconv.Itoa(int(aws.ToInt32(c.MaxSize))),
+		}); err != nil {
+			return err
+		}
 	}
 	scaling := &ekstypes.NodegroupScalingConfig{DesiredSize: aws.Int32(want)}
 	if max < want {

@@ -54,6 +54,10 @@ func TestExistingProviderWaitsOutAnUpdateThenScalesTheNodeGroupUpOnce(t *testing
 	if rec.Outputs["node_role_arn"] != nodeRole || rec.Outputs["cluster_name"] != clusterName || rec.Outputs["vpc_id"] == "" {
 		t.Errorf("outputs = %v", rec.Outputs)
 	}
+	// The size before the scale-up is journaled for a drill's teardown.
+	if rec.Outputs["nodegroup_desired_before"] != "1" || rec.Outputs["nodegroup_max_before"] == "" || rec.Outputs["nodegroup_min_before"] == "" {
+		t.Errorf("pre-drill size not journaled: %v", rec.Outputs)
+	}
 	progress := res.Progress(eks.StepClusterCreate)
 	if !hasLine(progress, "control plane UPDATING, ") || !hasLine(progress, "scaling node group pilot from 1 to 6 nodes (update "+rec.Handle+")") ||
 		!hasLine(progress, "node group pilot scale-up to 6 InProgress, ") {
