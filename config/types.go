@@ -182,6 +182,18 @@ type ArgoCD struct {
 	ManagementKubeconfig string `yaml:"management_kubeconfig"` // empty: drbot runs in the management cluster
 	RoleARN              string `yaml:"role_arn"`              // awsAuthConfig.roleARN of the cluster Secret
 	DestinationBy        string `yaml:"destination_by" drbot:"enum=name|server,default=name"`
+	// DeployTimeout bounds deploy.watch (default 30m).
+	DeployTimeout Duration `yaml:"deploy_timeout" drbot:"default=30m"`
+	// Waves order services in tiers (tier-0 first) with Argo CD sync waves.
+	Waves []Wave `yaml:"waves"`
+}
+
+// Wave is one tier of services: Applications matching the selector or
+// named in apps sync before the next wave's.
+type Wave struct {
+	Name     string            `yaml:"name" drbot:"required"`
+	Selector map[string]string `yaml:"selector"` // Application metadata.labels, every pair must match
+	Apps     []string          `yaml:"apps"`     // Application names (the primary's)
 }
 
 // GitLab holds the Argo CD Application templates.
@@ -194,7 +206,8 @@ type GitLab struct {
 	DRPath            string                    `yaml:"dr_path" drbot:"required"`        // where DR templates are written
 	AppOfAppsPath     string                    `yaml:"app_of_apps_path"`
 	BranchPrefix      string                    `yaml:"branch_prefix" drbot:"default=drbot/"`
-	Overrides         map[string]map[string]any `yaml:"overrides"` // service → free-form override
+	DRNameSuffix      string                    `yaml:"dr_name_suffix"` // renames DR Applications (e.g. "-dr") so they never collide with the primary's
+	Overrides         map[string]map[string]any `yaml:"overrides"`      // service → free-form override
 	FailOnUnparseable bool                      `yaml:"fail_on_unparseable" drbot:"default=true"`
 }
 

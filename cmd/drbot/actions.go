@@ -113,7 +113,7 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		if err != nil {
 			return nil, err
 		}
-		return gitops.New(cfg, gitops.FromClient(c), gitops.Options{}), nil
+		return gitops.New(cfg, gitops.FromClient(c), gitops.Options{Waves: waves(cfg), NameSuffix: cfg.GitLab.DRNameSuffix}), nil
 	}
 
 	pm := postmortemOptions(cfg, book)
@@ -194,7 +194,7 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 			if err != nil {
 				return nil, err
 			}
-			return deploywatch.New(cfg, deploywatch.Options{Management: mgmt, Expected: g}).Action, nil
+			return deploywatch.New(cfg, deploywatch.Options{Management: mgmt, Expected: g, Timeout: cfg.ArgoCD.DeployTimeout.Std(), Waves: waves(cfg)}).Action, nil
 		}),
 	}
 	for _, id := range []string{standard.TemplatesGenerate, standard.GitOpsMR, standard.GitOpsMerge} {
@@ -287,4 +287,13 @@ func drillRegressions(s *state.Store, book *recovery.Runbook, runID string) []st
 	}
 	current := drills.Score{Run: run, Phases: recovery.PhaseDurations(book.ForMode(run.Mode), recs)}
 	return drills.Regressions(scores, current)
+}
+
+// waves maps argocd.waves to the gitops tiers.
+func waves(cfg *config.Config) []gitops.Wave {
+	var out []gitops.Wave
+	for _, w := range cfg.ArgoCD.Waves {
+		out = append(out, gitops.Wave{Name: w.Name, Selector: w.Selector, Apps: w.Apps})
+	}
+	return out
 }

@@ -32,6 +32,9 @@ func TestEveryStepOfTheRunbookIsWiredToItsIntegration(t *testing.T) {
 			t.Errorf("%s still has its not-built-yet action", s.ID)
 		}
 	}
+	if w := waves(cfg); len(w) != 2 || w[0].Name != "tier-0" || w[0].Selector["tier"] != "0" || w[1].Apps[0] != "payments-api" {
+		t.Errorf("argocd.waves reach the gitops tiers as %+v", w)
+	}
 	if merge, _ := wired.Step(standard.GitOpsMerge); merge.GateCheck == nil {
 		t.Error("the merge gate cannot notice a merge done in GitLab")
 	}

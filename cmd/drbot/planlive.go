@@ -124,7 +124,7 @@ func writeLivePlan(ctx context.Context, w io.Writer, cfg *config.Config, t *conf
 		add(standard.GitOpsMR, "cannot read GitLab: gitlab.token: "+err.Error())
 	} else if c, err := gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4")); err != nil {
 		add(standard.GitOpsMR, "cannot read GitLab: "+err.Error())
-	} else if rep, err := gitops.New(cfg, gitops.FromClient(c), gitops.Options{}).Plan(ctx, t.Name); err != nil {
+	} else if rep, err := gitops.New(cfg, gitops.FromClient(c), gitops.Options{Waves: waves(cfg), NameSuffix: cfg.GitLab.DRNameSuffix}).Plan(ctx, t.Name); err != nil {
 		add(standard.GitOpsMR, "cannot read GitLab: "+firstLine(err.Error()))
 	} else if err := gitops.WritePlan(&mr, rep, cfg.GitLab.BranchPrefix); err == nil {
 		add(standard.GitOpsMR, strings.Split(strings.TrimRight(mr.String(), "\n"), "\n")...)
