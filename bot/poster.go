@@ -627,6 +627,14 @@ func (p *Poster) boardView(run state.Run) BoardView {
 		}
 		v.Steps = append(v.Steps, StepView{ID: s.ID, Title: s.Title, Phase: s.Phase, Gate: s.Gate, Status: st, Attempt: rec.Attempt,
 			Started: firstStart(rec), Finished: rec.FinishedAt, Error: rec.Error})
+		if s.ID == "endpoints.verify" {
+			var verified, rows int
+			if _, err := fmt.Sscan(rec.Outputs["verified"], &verified); err == nil {
+				if _, err := fmt.Sscan(rec.Outputs["rows"], &rows); err == nil {
+					v.Cutover = &Progress{Done: verified, Total: rows}
+				}
+			}
+		}
 		if s.ID == "deploy.watch" {
 			var healthy, total int
 			if _, err := fmt.Sscan(rec.Outputs["healthy"], &healthy); err == nil {

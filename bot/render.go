@@ -61,6 +61,8 @@ type BoardView struct {
 	Budget time.Duration
 	Now    time.Time
 	Deploy *Progress
+	// Cutover counts the change set's rows verified so far.
+	Cutover *Progress
 }
 
 // ButtonValue identifies what a button decides: run, step and the gate
@@ -213,7 +215,10 @@ func Board(v BoardView) []slack.Block {
 		}
 		text := fmt.Sprintf("%s *%d. %s*%s · %d/%d steps", statusEmoji[st], i+1, titleCase(string(p)), dur, done, len(steps))
 		if p == recovery.PhaseDeploy && v.Deploy != nil && v.Deploy.Total > 0 {
-			text += "\n" + progressBar(v.Deploy.Done, v.Deploy.Total)
+			text += "\n" + progressBar(v.Deploy.Done, v.Deploy.Total, "applications healthy")
+		}
+		if p == recovery.PhaseCutover && v.Cutover != nil && v.Cutover.Total > 0 {
+			text += "\n" + progressBar(v.Cutover.Done, v.Cutover.Total, "rows verified")
 		}
 		if len(lines) > 0 {
 			text += "\n" + strings.Join(lines, "\n")
@@ -224,10 +229,10 @@ func Board(v BoardView) []slack.Block {
 	return capBlocks(blocks)
 }
 
-func progressBar(done, total int) string {
+func progressBar(done, total int, what string) string {
 	const width = 20
-	filled := done * width / total
-	return fmt.Sprintf("`%s%s` %d/%d applications healthy", strings.Repeat("▓", filled), strings.Repeat("░", width-filled), done, total)
+	filled := min(done, total) * width / total
+	return fmt.Sprintf("`%s%s` %d/%d %s", strings.Repeat("▓", filled), strings.Repeat("░", width-filled), done, total, what)
 }
 
 // PhaseRoot is the message whose thread carries a phase's steps.

@@ -99,9 +99,10 @@ func boardView() BoardView {
 			{ID: "deploy.watch", Phase: recovery.PhaseDeploy, Status: state.StepPending},
 			{ID: "endpoints.apply", Phase: recovery.PhaseCutover, Gate: recovery.GateCutover, Status: state.StepPending},
 		},
-		Budget: time.Hour,
-		Now:    at(20),
-		Deploy: &Progress{Done: 75, Total: 150},
+		Budget:  time.Hour,
+		Now:     at(20),
+		Deploy:  &Progress{Done: 75, Total: 150},
+		Cutover: &Progress{Done: 3, Total: 14},
 	}
 }
 

@@ -57,6 +57,10 @@ const (
 	OutAppHealth = "app_health"
 	// OutOverride (plan, apply) names who overrode the critical-service rule.
 	OutOverride = "critical_override"
+	// OutRows and OutVerified (verify) count the change set's rows and those
+	// proven so far, for the status board.
+	OutRows     = "rows"
+	OutVerified = "verified"
 )
 
 // HTTPCheck is one request verify sends through the new endpoints.

@@ -39,7 +39,7 @@ var wantMutations = map[string]int{
 
 func TestCutoverPlansAppliesAndVerifiesExactlyTheConfiguredRows(t *testing.T) {
 	// Long enough that verify starts while changes are still pending, even on a loaded machine.
-	srv := newServer(t, edge.Options{Route53SyncDelay: 3 * time.Second, CloudFrontDeployDelay: 3 * time.Second})
+	srv := newServer(t, edge.Options{Route53SyncDelay: 2 * time.Second, CloudFrontDeployDelay: 6 * time.Second})
 	w := seedWorld(t, srv)
 	before := take(srv, w)
 	c := newCutover(t, w, fastOptions(w, newHook()))
@@ -109,10 +109,13 @@ func TestCutoverPlansAppliesAndVerifiesExactlyTheConfiguredRows(t *testing.T) {
 
 	// Verify waited: every change was PENDING and every distribution InProgress at first.
 	if n := srv.CallsTo("route53", "GetChange"); n <= 3 {
-		t.Errorf("GetChange calls = %d, want more than one per change (the changes were PENDING for 3s)", n)
+		t.Errorf("GetChange calls = %d, want more than one per change (the changes were PENDING for 2s)", n)
 	}
 	if n := srv.CallsTo("cloudfront", "GetDistribution"); n <= 2 {
-		t.Errorf("GetDistribution calls = %d, want more than one per distribution (InProgress for 3s)", n)
+		t.Errorf("GetDistribution calls = %d, want more than one per distribution (InProgress for 6s)", n)
+	}
+	if out := res.Steps[cutover.StepVerify].Outputs; out[cutover.OutRows] != "14" || out[cutover.OutVerified] != "14" {
+		t.Errorf("verify outputs rows/verified = %s/%s, want 14/14 for the board", out[cutover.OutRows], out[cutover.OutVerified])
 	}
 	progress := strings.Join(res.Progress(cutover.StepVerify), "\n")
 	for _, want := range []string{"INSYNC after", "Deployed after", "✓ 1. route53 example.com. A", "✓ 14. apigateway http", "serves deployment"} {

@@ -42,14 +42,24 @@ func (c *Cutover) Verify(ctx context.Context, sc *recovery.StepContext) (recover
 	if err != nil {
 		return recovery.Result{}, err
 	}
-	if err := c.verifyRecord(ctx, cl, rec, st, false, sc.Progress); err != nil {
+	// Each row proven is journaled as it happens: the status board shows
+	// the cutover's progress row by row.
+	rows, verified := len(rec.Rows), 0
+	say := func(format string, args ...any) {
+		sc.Progress(format, args...)
+		if strings.HasPrefix(format, "✓ %d.") {
+			verified++
+			_ = sc.SaveOutputs(map[string]string{OutRows: fmt.Sprint(rows), OutVerified: fmt.Sprint(min(verified, rows))})
+		}
+	}
+	if err := c.verifyRecord(ctx, cl, rec, st, false, say); err != nil {
 		return recovery.Result{}, err
 	}
 	if err := c.runChecks(ctx, tc.extra.Checks, sc.Progress); err != nil {
 		return recovery.Result{}, err
 	}
 	summary := fmt.Sprintf("%d row(s) verified, %d HTTP check(s) passed", len(rec.Rows), len(tc.extra.Checks))
-	return recovery.Result{Outputs: map[string]string{"summary": summary}}, nil
+	return recovery.Result{Outputs: map[string]string{"summary": summary, OutRows: fmt.Sprint(rows), OutVerified: fmt.Sprint(rows)}}, nil
 }
 
 // verifyRecord proves the rows of rec hold their new (or, back, old) values
