@@ -500,6 +500,7 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 		var reopen *reopenGate
 		if errors.As(err, &reopen) && s.Gate != GateNone {
 			rec.Status, rec.FinishedAt, rec.Error, rec.GateRound = state.StepPending, now, err.Error(), rec.GateRound+1
+			rec.Budget = rec.Attempt + d.e.opts.Retry.MaxAttempts // a fresh approval gets a fresh retry budget
 			rec.History = append(rec.History, state.AttemptRecord{Attempt: rec.Attempt, StartedAt: rec.StartedAt, FinishedAt: now, Outcome: "gate reopened", Error: err.Error()})
 			if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.stepEvent(s, EventGateReopened, fmt.Sprintf("reopened/%d", rec.GateRound), rec)) != nil {
 				result(true)

@@ -77,9 +77,11 @@ type Engine struct {
 	opts  Options
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	drivers map[string]*driver
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	drivers  map[string]*driver
+	starting map[string]bool // runs being started, not yet driven: Resume leaves them alone
+	resumeMu sync.Mutex      // one Resume at a time, so a run is never driven twice
+	wg       sync.WaitGroup
 }
 
 // New makes an engine whose runs live as long as ctx.
@@ -99,7 +101,7 @@ func New(ctx context.Context, store *state.Store, book *Runbook, opts Options) *
 	if opts.GateCheckEvery <= 0 {
 		opts.GateCheckEvery = 30 * time.Second
 	}
-	return &Engine{ctx: ctx, store: store, book: book, opts: opts, log: opts.Logger, drivers: map[string]*driver{}}
+	return &Engine{ctx: ctx, store: store, book: book, opts: opts, log: opts.Logger, drivers: map[string]*driver{}, starting: map[string]bool{}}
 }
 
 func newRunID(target string, now time.Time) string {
@@ -144,6 +146,14 @@ func (e *Engine) Start(req StartRequest) (state.Run, error) {
 		Initiator: req.Initiator, Reason: req.Reason, Status: state.RunRunning,
 		CreatedAt: now, StartedAt: now, Slack: req.Slack,
 	}
+	e.mu.Lock()
+	e.starting[run.ID] = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.starting, run.ID)
+		e.mu.Unlock()
+	}()
 	var busy *BusyError
 	err := e.store.Update(func(tx *state.Tx) error {
 		held, ok, err := tx.AcquireLock(run.Target, run.ID)
@@ -178,6 +188,8 @@ func (e *Engine) Start(req StartRequest) (state.Run, error) {
 // run's events, and drives it on. Finished steps are not re-run; a step
 // that was running is run again; a gate that was waiting waits again.
 func (e *Engine) Resume() ([]state.Run, error) {
+	e.resumeMu.Lock()
+	defer e.resumeMu.Unlock()
 	var runs []state.Run
 	if err := e.store.View(func(tx *state.Tx) (err error) { runs, err = tx.UnfinishedRuns(); return }); err != nil {
 		return nil, fmt.Errorf("listing unfinished runs: %w", err)
@@ -208,11 +220,12 @@ func (e *Engine) Resume() ([]state.Run, error) {
 	return resumed, nil
 }
 
+// active reports whether the run is driven or being started.
 func (e *Engine) active(runID string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	_, ok := e.drivers[runID]
-	return ok
+	return ok || e.starting[runID]
 }
 
 func (e *Engine) launch(run state.Run) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -729,4 +731,63 @@ func auditHas(audit []state.AuditEntry, actor, result string) bool {
 		}
 	}
 	return false
+}
+
+func TestConcurrentResumesDriveARunOnce(t *testing.T) {
+	store, err := state.Open(filepath.Join(t.TempDir(), "drbot.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var calls atomic.Int32
+	book, _ := NewRunbook([]Step{{ID: "slow", Phase: PhaseProvision, Action: func(ctx context.Context, _ *StepContext) (Result, error) {
+		calls.Add(1)
+		select {
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+			return Result{}, nil
+		}
+	}}})
+	ctx1, stop1 := context.WithCancel(context.Background())
+	e1 := New(ctx1, store, book, Options{Retry: fastRetry, Logger: quietLogger()})
+	run, err := e1.Start(StartRequest{Target: "prod-eu", Initiator: "U1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	stop1()
+	e1.Wait()
+	calls.Store(0)
+
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	e2 := New(ctx2, store, book, Options{Retry: fastRetry, Logger: quietLogger()})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = e2.Resume() }()
+	}
+	wg.Wait()
+	if err := e2.WaitRun(context.Background(), run.ID); err != nil {
+		t.Fatal(err)
+	}
+	e2.Wait()
+	if calls.Load() != 1 {
+		t.Errorf("the interrupted step ran %d times after four concurrent resumes, want once", calls.Load())
+	}
+}
+
+func TestConnectionErrorsAreRetryable(t *testing.T) {
+	for _, err := range []error{
+		&net.OpError{Op: "dial", Err: errors.New("connection refused")},
+		&url.Error{Op: "Get", URL: "https://gitlab.example", Err: errors.New("connection reset by peer")},
+		fmt.Errorf("reading body: %w", io.ErrUnexpectedEOF),
+	} {
+		if !IsRetryable(err) {
+			t.Errorf("IsRetryable(%v) = false", err)
+		}
+	}
 }

@@ -3,7 +3,9 @@ package recovery
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/url"
 	"strings"
 )
 
@@ -71,6 +73,13 @@ func IsRetryable(err error) bool {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	// A refused or reset connection, or a response cut short, is the far
+	// end restarting or a load balancer in between: worth another try.
+	var opErr *net.OpError
+	var urlErr *url.Error
+	if errors.As(err, &opErr) || errors.As(err, &urlErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return true
 	}
 	var temp interface{ Temporary() bool }
