@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -33,7 +34,14 @@ type Bot struct {
 	drills   DrillControl
 	rollback RollbackFunc
 	wake     func()
+
+	connected atomic.Bool // Socket Mode is connected (for /readyz)
+	// ctx is drbot's lifetime, for work that outlives a click (a rollback).
+	ctx context.Context
 }
+
+// Connected reports whether the Socket Mode connection is up.
+func (b *Bot) Connected() bool { return b.connected.Load() }
 
 type job struct {
 	name string
@@ -67,13 +75,14 @@ func New(cfg *config.Config, api *slack.Client, eng *recovery.Engine, store *sta
 	}
 	return &Bot{
 		cfg: cfg, api: api, eng: eng, store: store, policy: policy, log: opts.Logger, clock: opts.Clock,
-		sm: socketmode.New(api, opts.SocketOptions...), jobs: make(chan job, opts.QueueSize), workers: opts.Workers,
+		sm: socketmode.New(api, opts.SocketOptions...), jobs: make(chan job, opts.QueueSize), workers: opts.Workers, ctx: context.Background(),
 	}
 }
 
 // Run serves Socket Mode until ctx ends. The client reconnects by itself
 // after Slack's refresh disconnects and network errors.
 func (b *Bot) Run(ctx context.Context) error {
+	b.ctx = ctx
 	for i := 0; i < b.workers; i++ {
 		go b.worker(ctx)
 	}
@@ -120,9 +129,12 @@ func (b *Bot) handle(evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
 		b.log.Info("connecting to Slack")
-	case socketmode.EventTypeConnected:
-		b.log.Info("connected to Slack")
+	case socketmode.EventTypeConnected, socketmode.EventTypeHello:
+		if !b.connected.Swap(true) {
+			b.log.Info("connected to Slack")
+		}
 	case socketmode.EventTypeConnectionError, socketmode.EventTypeDisconnect:
+		b.connected.Store(false)
 		b.log.Warn("socket mode connection interrupted; reconnecting", "type", evt.Type)
 	case socketmode.EventTypeInvalidAuth:
 		b.log.Error("Slack rejected the app token (invalid_auth)")

@@ -150,6 +150,10 @@ func (b *Bot) historyText() string {
 // postmortem writes the run's post-mortem from the journal, uploads it to
 // the run's post-mortem log thread, and answers with its summary.
 func (b *Bot) postmortem(ctx context.Context, sc slack.SlashCommand, id string) {
+	if err := b.policy.CanStart(ctx, sc.UserID); err != nil {
+		b.reply(ctx, sc.ResponseURL, ":no_entry: You may not post post-mortems: "+err.Error())
+		return
+	}
 	run, err := b.findLatest(id)
 	if err != nil {
 		b.reply(ctx, sc.ResponseURL, ":warning: "+err.Error())

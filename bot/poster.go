@@ -270,13 +270,13 @@ func (p *Poster) upload(ctx context.Context, ch, thread string, ev recovery.Even
 			}
 		}
 	}
-	return retrySlack(ctx, func() error {
+	return slackFailure(retrySlack(ctx, func() error {
 		_, err := p.api.UploadFileContext(ctx, slack.UploadFileParameters{
 			Filename: name, Title: ev.Fields["title"], Content: ev.Message, FileSize: len(ev.Message),
 			Channel: ch, ThreadTimestamp: thread, SnippetType: "markdown",
 		})
 		return err
-	})
+	}))
 }
 
 // markDecided replaces a gate's or failed step's buttons with who decided.
@@ -418,7 +418,7 @@ func (p *Poster) post(ctx context.Context, ch, thread, key string, opts ...slack
 					}
 					continue
 				}
-				return "", err
+				return "", slackFailure(err)
 			}
 			if found {
 				return ts, nil
@@ -434,7 +434,7 @@ func (p *Poster) post(ctx context.Context, ch, thread, key string, opts ...slack
 		lastErr = err
 		wait, ok := retryWait(err, attempt)
 		if !ok {
-			return "", fmt.Errorf("posting to %s: %w", ch, err)
+			return "", slackFailure(fmt.Errorf("posting to %s: %w", ch, err))
 		}
 		var rl *slack.RateLimitedError
 		check = check || !errors.As(err, &rl) // a 429 posted nothing; a 5xx may have
@@ -495,7 +495,7 @@ func (p *Poster) update(ctx context.Context, ch, ts string, opts ...slack.MsgOpt
 		lastErr = err
 		wait, ok := retryWait(err, attempt)
 		if !ok {
-			return fmt.Errorf("updating %s in %s: %w", ts, ch, err)
+			return slackFailure(fmt.Errorf("updating %s in %s: %w", ts, ch, err))
 		}
 		if sleep(ctx, wait) != nil {
 			return ctx.Err()
@@ -520,6 +520,31 @@ func retryWait(err error, attempt int) (time.Duration, bool) {
 		return backoff(attempt), true
 	}
 	return 0, false
+}
+
+// authErrors are Slack's answers about drbot's own credentials: every
+// message would fail alike, so they are retried until someone fixes the
+// token; any other refusal concerns one message and is final for it.
+var authErrors = map[string]bool{"invalid_auth": true, "not_authed": true, "token_revoked": true, "token_expired": true, "account_inactive": true, "no_permission": true}
+
+// slackFailure classifies an error Slack gave for good: per-message
+// refusals are permanent (the outbox skips the entry, audited), the rest
+// are left for the dispatcher to retry.
+func slackFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	var resp slack.SlackErrorResponse
+	if errors.As(err, &resp) {
+		if authErrors[resp.Err] {
+			return err
+		}
+		return recovery.Permanent(err)
+	}
+	if _, retry := retryWait(err, 0); retry {
+		return err
+	}
+	return recovery.Permanent(err)
 }
 
 // retrySlack runs one idempotent Slack call, retrying 429s, 5xx and

@@ -63,6 +63,12 @@ func (b *Bot) requestRollback(ctx context.Context, sc slack.SlashCommand, cmd Co
 		b.reply(ctx, sc.ResponseURL, fmt.Sprintf(":warning: run `%s` has no rollback record: its cutover was never planned, so nothing was changed.", run.ID))
 		return
 	}
+	var apply state.StepRecord
+	_ = b.store.View(func(tx *state.Tx) (err error) { apply, _, err = tx.Step(run.ID, "endpoints.apply"); return })
+	if apply.Status == state.StepRunning {
+		b.reply(ctx, sc.ResponseURL, fmt.Sprintf(":hourglass: the cutover of `%s` is being applied right now; abort the run or wait for the step to end, then roll back.", run.ID))
+		return
+	}
 	if err := b.policy.CanStart(ctx, sc.UserID); err != nil {
 		if err2 := b.policy.CanDecide(ctx, run, recovery.Step{Gate: recovery.GateCutover}, recovery.DecideReject, sc.UserID); err2 != nil {
 			b.audit(state.AuditEntry{Actor: sc.UserID, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": err.Error()}})
@@ -77,6 +83,9 @@ func (b *Bot) requestRollback(ctx context.Context, sc slack.SlashCommand, cmd Co
 		n, _ = strconv.Atoi(v)
 		n++
 		if err := tx.PutKV(key, strconv.Itoa(n)); err != nil {
+			return err
+		}
+		if err := tx.PutKV(fmt.Sprintf("rollback/%s/%d/by", run.ID, n), sc.UserID); err != nil {
 			return err
 		}
 		if err := tx.Audit(state.AuditEntry{Actor: sc.UserID, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "recorded", Detail: map[string]string{"reason": cmd.Reason}}); err != nil {
@@ -138,11 +147,7 @@ func (b *Bot) decideRollback(ctx context.Context, cb slack.InteractionCallback, 
 	}
 	var requester string
 	_ = b.store.View(func(tx *state.Tx) error {
-		for _, a := range mustAudit(tx, run.ID) {
-			if a.Action == "rollback.request" && a.Result == "recorded" {
-				requester = a.Actor
-			}
-		}
+		requester, _ = tx.KV(fmt.Sprintf("rollback/%s/%d/by", run.ID, v.Round)) // the requester of this round
 		return nil
 	})
 	if approve && cb.User.ID == requester && b.cfg.Access.TwoPersonRule {
@@ -187,7 +192,13 @@ func (b *Bot) decideRollback(ctx context.Context, cb slack.InteractionCallback, 
 			Mode: run.Mode, Phase: recovery.PhaseCutover, Time: b.clock(), Message: line})
 		b.wakePoster()
 	}
-	rbErr := b.rollback(ctx, run.ID, rec.Outputs[rollbackRecordKey], progress)
+	// The rollback waits for Route 53 and CloudFront for many minutes: it
+	// runs on drbot's own lifetime, not the click's.
+	go b.runRollback(run, v, cb.User.ID, rec.Outputs[rollbackRecordKey], progress)
+}
+
+func (b *Bot) runRollback(run state.Run, v ButtonValue, by, record string, progress func(string)) {
+	rbErr := b.rollback(b.ctx, run.ID, record, progress)
 	final := recovery.Event{Key: rollbackKey(run.ID, v.Round) + "/done", Kind: EventRollbackDone, RunID: run.ID, Target: run.Target, Mode: run.Mode,
 		Phase: recovery.PhaseCutover, Time: b.clock(), Message: "rollback finished and verified: traffic goes where it went before the cutover"}
 	result := "restored"
@@ -195,17 +206,12 @@ func (b *Bot) decideRollback(ctx context.Context, cb slack.InteractionCallback, 
 		final.Kind, final.Message, final.Error, result = EventRollbackFailed, "rollback did not finish; run /dr rollback again once the cause is fixed (finished rows are skipped)", rbErr.Error(), "failed"
 	}
 	_ = b.store.Update(func(tx *state.Tx) error {
-		if err := tx.Audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback.run", RunID: run.ID, Target: run.Target, Result: result}); err != nil {
+		if err := tx.Audit(state.AuditEntry{Actor: by, Action: "rollback.run", RunID: run.ID, Target: run.Target, Result: result}); err != nil {
 			return err
 		}
 		return recovery.Enqueue(tx, final)
 	})
 	b.wakePoster()
-}
-
-func mustAudit(tx *state.Tx, runID string) []state.AuditEntry {
-	entries, _ := tx.AuditLog(runID)
-	return entries
 }
 
 // wakePoster nudges the outbox dispatcher, when the bot was given one.

@@ -791,3 +791,33 @@ func TestConnectionErrorsAreRetryable(t *testing.T) {
 		}
 	}
 }
+
+func TestDispatcherSkipsAnEntryRefusedForGoodAndDeliversTheRest(t *testing.T) {
+	store, err := state.Open(filepath.Join(t.TempDir(), "drbot.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_ = store.Update(func(tx *state.Tx) error {
+		return Enqueue(tx, Event{Key: "a", Kind: EventStepStarted, RunID: "r"}, Event{Key: "bad", Kind: EventAttachment, RunID: "r"}, Event{Key: "c", Kind: EventStepSucceeded, RunID: "r"})
+	})
+	var got []string
+	d := NewDispatcher(store, NotifierFunc(func(_ context.Context, ev Event) (string, error) {
+		if ev.Key == "bad" {
+			return "", Permanent(errors.New("missing_scope"))
+		}
+		got = append(got, ev.Key)
+		return "ok", nil
+	}), quietLogger())
+	if _, err := d.DrainOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "a,c" {
+		t.Errorf("delivered %v, want a and c", got)
+	}
+	var audit []state.AuditEntry
+	_ = store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog("r"); return })
+	if len(audit) != 1 || audit[0].Action != "outbox.undeliverable" {
+		t.Errorf("audit = %+v", audit)
+	}
+}

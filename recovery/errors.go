@@ -109,3 +109,10 @@ func ReopenGate(err error) error {
 	}
 	return &reopenGate{err: err}
 }
+
+// isClassified reports whether err carries an explicit Retryable or
+// Permanent mark.
+func isClassified(err error) bool {
+	var c *classified
+	return errors.As(err, &c)
+}

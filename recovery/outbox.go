@@ -90,6 +90,21 @@ func (d *Dispatcher) DrainOnce(ctx context.Context) (int, error) {
 			continue
 		}
 		ref, err := d.notifier.Notify(ctx, ev)
+		if err != nil && !IsRetryable(err) && isClassified(err) {
+			// The destination refused this one message for good (an
+			// archived channel, a scope drbot lacks): say so and move on
+			// rather than hold back every later message of every run.
+			d.log.Error("outbox entry cannot be delivered; skipping it", "seq", e.Seq, "key", e.Key, "kind", e.Kind, "err", err)
+			if err := d.store.Update(func(tx *state.Tx) error {
+				if err := tx.MarkDelivered(e.Seq, "undeliverable: "+err.Error()); err != nil {
+					return err
+				}
+				return tx.Audit(state.AuditEntry{Actor: "drbot", Action: "outbox.undeliverable", RunID: e.RunID, Result: "skipped", Detail: map[string]string{"key": e.Key, "error": err.Error()}})
+			}); err != nil {
+				return i, err
+			}
+			continue
+		}
 		if err != nil {
 			_ = d.store.Update(func(tx *state.Tx) error { return tx.MarkAttempt(e.Seq, err.Error()) })
 			return i, fmt.Errorf("delivering %s (%s): %w", e.Key, e.Kind, err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/drbot/drbot/state"
@@ -24,8 +25,10 @@ func adminSocket(statePath string) string { return statePath + ".sock" }
 // same machine until ctx ends.
 func serveAdmin(ctx context.Context, store *state.Store) (func(), error) {
 	path := adminSocket(store.Path())
-	_ = os.Remove(path) // a socket left by a killed drbot
+	_ = os.Remove(path)         // a socket left by a killed drbot
+	old := syscall.Umask(0o077) // the socket is born owner-only, not chmod-ed after the fact
 	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listening on admin socket %q: %w", path, err)
 	}

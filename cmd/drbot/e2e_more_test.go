@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
 )
@@ -137,5 +139,27 @@ func TestOverrideOfTheCriticalServiceRuleNeedsASecondApproverAndIsAudited(t *tes
 	_ = e.srv.store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog(run.ID); return })
 	if !auditHas(audit, userLead, "recorded") || !auditHas(audit, userOncall, "denied") {
 		t.Errorf("audit = %+v", audit)
+	}
+}
+
+func TestHealthAndReadinessFollowTheSlackConnection(t *testing.T) {
+	e := newE2EWith(t, testBook(t), func(_ *config.Config, o *serveOptions) { o.listen = "127.0.0.1:0" })
+	get := func(path string) int {
+		resp, err := http.Get("http://" + e.srv.health + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if get("/healthz") != 200 {
+		t.Error("/healthz is not 200")
+	}
+	e.waitFor("ready", func() bool { return get("/readyz") == 200 })
+	e.stop()
+	e.stop = nil
+	<-e.done
+	if _, err := http.Get("http://" + e.srv.health + "/healthz"); err == nil {
+		t.Error("the health endpoint outlived serve")
 	}
 }

@@ -23,11 +23,14 @@ var (
 const usage = `drbot — disaster recovery for EKS, driven from Slack
 
 Usage:
-  drbot serve    -config FILE              run the bot (Socket Mode), resume unfinished runs
-  drbot plan     -config FILE [-target T] [-drill]
+  drbot serve    -config FILE [-listen :8080]
+                                           run the bot (Socket Mode), resume unfinished runs;
+                                           /healthz and /readyz on -listen
+  drbot plan     -config FILE [-target T] [-drill] [-live]
                                            show what a run would do and how long it should take
+                                           (-live: also read AWS, GitLab and the charts, read-only)
   drbot validate -config FILE [-secrets]   check a config file; every problem at once, with lines
-  drbot state    -config FILE|-state PATH inspect [-run ID] | audit [-run ID] | backup PATH
+  drbot state    -config FILE|-state PATH inspect [-run ID] | audit [-run ID] | history | postmortem RUN | backup PATH
   drbot version                            print version, commit and build date
 
 -config defaults to $DRBOT_CONFIG.

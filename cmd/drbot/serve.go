@@ -26,6 +26,7 @@ import (
 func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := configFlag(fs)
+	listen := fs.String("listen", ":8080", `address of the health endpoints /healthz and /readyz ("" turns them off)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, book, log, serveOptions{rollback: rollback, onStore: live.Store})
+	return serve(ctx, cfg, book, log, serveOptions{rollback: rollback, onStore: live.Store, listen: *listen})
 }
 
 // serveOptions let tests drive the real wiring with their own runbook and
@@ -57,6 +58,8 @@ type serveOptions struct {
 	rollback bot.RollbackFunc
 	// onStore hands the opened state to the integrations that read it.
 	onStore func(*state.Store)
+	// listen is the health endpoints' address; "" turns them off.
+	listen string
 }
 
 // server is what serve wired, for tests.
@@ -64,6 +67,7 @@ type server struct {
 	store  *state.Store
 	engine *recovery.Engine
 	drills *drills.Scheduler
+	health string // address of the health endpoints, when on
 }
 
 // slackTokens reads both tokens, naming every one that cannot be read.
@@ -149,19 +153,26 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		return err
 	}
 	defer stopAdmin()
+	var healthAddr string
+	if opts.listen != "" {
+		if healthAddr, err = serveHealth(ctx, opts.listen, store, b.Connected, log); err != nil {
+			return err
+		}
+	}
 	go func() { _ = disp.Run(ctx) }()
 	go func() { _ = poster.RunBoards(ctx, posterOpts.BoardInterval) }()
 	if opts.drillTick == 0 {
 		opts.drillTick = 30 * time.Second
 	}
 	go sched.Run(ctx, opts.drillTick)
+	go purgeDedupe(ctx, store, log)
 	resumed, err := eng.Resume()
 	if err != nil {
 		return err
 	}
 	log.Info("drbot serving", "version", version, "state", cfg.State.Path, "targets", len(cfg.Targets), "resumed_runs", len(resumed), "slack_api", cfg.Slack.APIURL)
 	if opts.onReady != nil {
-		opts.onReady(&server{store: store, engine: eng, drills: sched})
+		opts.onReady(&server{store: store, engine: eng, drills: sched, health: healthAddr})
 	}
 	err = b.Run(ctx)
 	cancel()
@@ -192,5 +203,25 @@ func drillPreApproval(cfg *config.Config) func(state.Run, recovery.Step) bool {
 			}
 		}
 		return false
+	}
+}
+
+// purgeDedupe drops expired dedupe keys (redelivered envelopes) hourly,
+// so the state file does not grow with every click for ever.
+func purgeDedupe(ctx context.Context, store *state.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			var n int
+			if err := store.Update(func(tx *state.Tx) (err error) { n, err = tx.PurgeExpired(); return }); err != nil {
+				log.Warn("purging expired dedupe keys", "err", err)
+			} else if n > 0 {
+				log.Info("purged expired dedupe keys", "count", n)
+			}
+		}
 	}
 }
