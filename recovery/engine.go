@@ -299,61 +299,34 @@ var ErrDenied = errors.New("not allowed")
 // first decision for a gate round or a failure wins; later ones (double
 // clicks, a second approver) are no-ops that report who decided.
 func (e *Engine) Decide(req DecisionRequest) (DecisionResult, error) {
+	// Who may decide is checked outside the write transaction: the check
+	// may ask Slack for a user group's members, and bbolt has one writer.
+	var target decisionTarget
+	if err := e.store.View(func(tx *state.Tx) (err error) { target, err = e.decisionTarget(tx, req); return }); err != nil {
+		return DecisionResult{}, fmt.Errorf("deciding %s on run %s: %w", req.Kind, req.RunID, err)
+	}
+	if e.opts.Authorize != nil {
+		if err := e.opts.Authorize(target.run, target.step, req.Kind, req.By); err != nil {
+			aerr := e.store.Update(func(tx *state.Tx) error {
+				return tx.Audit(state.AuditEntry{Actor: req.By, Action: "decide." + string(req.Kind), RunID: target.run.ID, Target: target.run.Target, Step: target.step.ID, Result: "denied", Detail: map[string]string{"why": err.Error()}})
+			})
+			if aerr != nil {
+				return DecisionResult{}, fmt.Errorf("auditing a refused decision: %w", aerr)
+			}
+			return DecisionResult{}, fmt.Errorf("%w: %v", ErrDenied, err)
+		}
+	}
 	var res DecisionResult
-	var denied error
 	err := e.store.Update(func(tx *state.Tx) error {
-		run, ok, err := tx.Run(req.RunID)
+		// The state may have moved since the check: decide on what holds now.
+		now, err := e.decisionTarget(tx, req)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return fmt.Errorf("no run %q", req.RunID)
+		if now.key != target.key {
+			return fmt.Errorf("%w: the step moved on while the decision was checked; look again", ErrStale)
 		}
-		if run.Status.Finished() {
-			return fmt.Errorf("run %s is already %s", run.ID, run.Status)
-		}
-		book := e.book.ForMode(run.Mode)
-		var step Step
-		var key string
-		if req.Kind == DecideAbort {
-			key = run.ID + "/abort"
-			step = Step{ID: req.StepID}
-		} else {
-			var found bool
-			if step, found = book.Step(req.StepID); !found {
-				return fmt.Errorf("run %s has no step %q", run.ID, req.StepID)
-			}
-			rec, _, err := tx.Step(run.ID, step.ID)
-			if err != nil {
-				return err
-			}
-			switch req.Kind {
-			case DecideApprove, DecideReject:
-				if rec.Status != state.StepWaiting {
-					return fmt.Errorf("step %s is not waiting at a gate (it is %s)", step.ID, orPending(rec.Status))
-				}
-				if req.Round != 0 && req.Round != rec.GateRound {
-					return fmt.Errorf("%w: this gate has been asked again since (round %d, the button is from round %d)", ErrStale, rec.GateRound, req.Round)
-				}
-				key = GateKey(run.ID, step.ID, rec.GateRound)
-			case DecideRetry, DecideSkip:
-				if rec.Status != state.StepFailed {
-					return fmt.Errorf("step %s has not failed (it is %s); only a failed step can be retried or skipped", step.ID, orPending(rec.Status))
-				}
-				if req.Round != 0 && req.Round != rec.Failures {
-					return fmt.Errorf("%w: the step failed again since (failure %d, the button is from failure %d)", ErrStale, rec.Failures, req.Round)
-				}
-				key = FailureKey(run.ID, step.ID, rec.Failures)
-			default:
-				return fmt.Errorf("unknown decision %q: want approve, reject, retry, skip or abort", req.Kind)
-			}
-		}
-		if e.opts.Authorize != nil {
-			if err := e.opts.Authorize(run, step, req.Kind, req.By); err != nil {
-				denied = fmt.Errorf("%w: %v", ErrDenied, err)
-				return tx.Audit(state.AuditEntry{Actor: req.By, Action: "decide." + string(req.Kind), RunID: run.ID, Target: run.Target, Step: step.ID, Result: "denied", Detail: map[string]string{"why": err.Error()}})
-			}
-		}
+		run, step, key := now.run, now.step, now.key
 		on, round := "run", 0
 		if rec, ok, _ := tx.Step(run.ID, step.ID); ok && req.Kind != DecideAbort {
 			on, round = "failure", rec.Failures
@@ -383,9 +356,6 @@ func (e *Engine) Decide(req DecisionRequest) (DecisionResult, error) {
 	if err != nil {
 		return DecisionResult{}, fmt.Errorf("deciding %s on run %s: %w", req.Kind, req.RunID, err)
 	}
-	if denied != nil {
-		return DecisionResult{}, denied
-	}
 	e.wake()
 	if res.Applied {
 		e.mu.Lock()
@@ -396,6 +366,60 @@ func (e *Engine) Decide(req DecisionRequest) (DecisionResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// decisionTarget is what a decision is about: the run, the step and the
+// decision key of the gate round or failure it answers.
+type decisionTarget struct {
+	run  state.Run
+	step Step
+	key  string
+}
+
+func (e *Engine) decisionTarget(tx *state.Tx, req DecisionRequest) (decisionTarget, error) {
+	run, ok, err := tx.Run(req.RunID)
+	if err != nil {
+		return decisionTarget{}, err
+	}
+	if !ok {
+		return decisionTarget{}, fmt.Errorf("no run %q", req.RunID)
+	}
+	if run.Status.Finished() {
+		return decisionTarget{}, fmt.Errorf("run %s is already %s", run.ID, run.Status)
+	}
+	if req.Kind == DecideAbort {
+		return decisionTarget{run: run, step: Step{ID: req.StepID}, key: run.ID + "/abort"}, nil
+	}
+	step, found := e.book.ForMode(run.Mode).Step(req.StepID)
+	if !found {
+		return decisionTarget{}, fmt.Errorf("run %s has no step %q", run.ID, req.StepID)
+	}
+	rec, _, err := tx.Step(run.ID, step.ID)
+	if err != nil {
+		return decisionTarget{}, err
+	}
+	t := decisionTarget{run: run, step: step}
+	switch req.Kind {
+	case DecideApprove, DecideReject:
+		if rec.Status != state.StepWaiting {
+			return decisionTarget{}, fmt.Errorf("step %s is not waiting at a gate (it is %s)", step.ID, orPending(rec.Status))
+		}
+		if req.Round != 0 && req.Round != rec.GateRound {
+			return decisionTarget{}, fmt.Errorf("%w: this gate has been asked again since (round %d, the button is from round %d)", ErrStale, rec.GateRound, req.Round)
+		}
+		t.key = GateKey(run.ID, step.ID, rec.GateRound)
+	case DecideRetry, DecideSkip:
+		if rec.Status != state.StepFailed {
+			return decisionTarget{}, fmt.Errorf("step %s has not failed (it is %s); only a failed step can be retried or skipped", step.ID, orPending(rec.Status))
+		}
+		if req.Round != 0 && req.Round != rec.Failures {
+			return decisionTarget{}, fmt.Errorf("%w: the step failed again since (failure %d, the button is from failure %d)", ErrStale, rec.Failures, req.Round)
+		}
+		t.key = FailureKey(run.ID, step.ID, rec.Failures)
+	default:
+		return decisionTarget{}, fmt.Errorf("unknown decision %q: want approve, reject, retry, skip or abort", req.Kind)
+	}
+	return t, nil
 }
 
 func orPending(s state.StepStatus) state.StepStatus {
