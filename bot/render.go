@@ -330,7 +330,14 @@ func RunLine(ev recovery.Event) string {
 func GateBlocks(ev recovery.Event, round int, decided *state.Decision) []slack.Block {
 	var ctx []string
 	for _, k := range sortedFieldKeys(ev.Fields) {
-		ctx = append(ctx, fmt.Sprintf("• %s: %s", k, ev.Fields[k]))
+		v := strings.TrimSpace(ev.Fields[k])
+		if strings.HasPrefix(v, "{") || strings.HasPrefix(v, "[") {
+			continue // machine records (a rollback record, per-app health) are for drbot, not the approver
+		}
+		if strings.Contains(v, "\n") {
+			v = "\n```" + truncate(v, 1500) + "```"
+		}
+		ctx = append(ctx, fmt.Sprintf("• %s: %s", k, v))
 	}
 	text := fmt.Sprintf(":raised_hand: *Approval needed — %s gate* before `%s` (%s).", ev.Gate, ev.StepID, ev.Title)
 	if ev.Gate == recovery.GateCutover {

@@ -130,7 +130,11 @@ func TestBoardOfAFinishedRunUsesItsEndTime(t *testing.T) {
 func TestGateBlocksGoldenBeforeAndAfterTheDecision(t *testing.T) {
 	ev := recovery.Event{Kind: recovery.EventGateWaiting, RunID: "r1", StepID: "gitops.merge", Title: "Merge the merge request", Gate: recovery.GateMerge,
 		Fields: map[string]string{"gitops.mr.url": "https://gitlab.example/infra/argocd/-/merge_requests/7", "gitops.mr.summary": "150 applications in 12 namespaces"}}
+	ev.Fields["deploy.watch.app_health"] = `{"payments":"Healthy"}`
 	open := GateBlocks(ev, 1, nil)
+	if strings.Contains(string(rawJSON(open)), "app_health") {
+		t.Error("a machine record reached the approver")
+	}
 	checkLimits(t, open)
 	golden(t, "gate_waiting", open)
 	decided := GateBlocks(ev, 1, &state.Decision{Kind: "approve", By: "U_LEAD", DecidedAt: t0.Add(42 * time.Minute)})

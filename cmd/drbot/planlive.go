@@ -51,6 +51,13 @@ func writeLivePlan(ctx context.Context, w io.Writer, cfg *config.Config, t *conf
 		}
 	}
 
+	// Access to the new cluster: entries for drbot's role and Argo CD's.
+	access := "would create EKS access entries (cluster admin) for " + t.DrbotRoleARN
+	if cfg.ArgoCD.RoleARN != "" {
+		access += " and " + cfg.ArgoCD.RoleARN
+	}
+	add(standard.ClusterAccess, access)
+
 	// IAM roles and policies.
 	if ac, err := aws.get(ctx, t.DR.Region); err == nil {
 		names := iam.NamesFor(t.DR.ClusterName)

@@ -52,6 +52,7 @@ func TestPlanLiveSaysWhatStepsWouldCreateWithoutChangingAnything(t *testing.T) {
 		"What the steps would do now (read live; nothing is changed):",
 		"would create EKS cluster prod-eu-dr in eu-central-1",
 		"would create IAM role " + iam.NamesFor("prod-eu-dr").LBCRole,
+		"would create EKS access entries (cluster admin) for arn:aws:iam::",
 		"IAM role " + existing + " exists: would reuse it",
 		"would create or label 12 namespace(s), each with the Secret newrelic-license",
 		"Merge request (drbot/<run id> → main): 12 file(s)",
