@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
 	"github.com/drbot/drbot/bot"
@@ -131,11 +133,11 @@ func TestScheduledDrillRunsEveryPhaseThroughTheStandInsAndLeavesNothingBehind(t 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("the drill ran in %s (%s since the stand-ins started)", run.FinishedAt.Sub(run.StartedAt).Round(time.Second), time.Since(began).Round(time.Second))
 	if run.Status != state.RunSucceeded {
 		w.failedSteps(t, e, run.ID)
 		t.Fatalf("the drill ended %s", run.Status)
 	}
+	t.Logf("the drill ran in %s (%s since the stand-ins started)", run.FinishedAt.Sub(run.StartedAt).Round(time.Second), time.Since(began).Round(time.Second))
 
 	// Every step of the drill's runbook ran, teardown included, and no gate
 	// waited for a person.
@@ -171,6 +173,7 @@ type dxWorld struct {
 	gl       *gitlabfake.Server
 	slack    *slackfake.Server
 	charts   string
+	shim     *iamProfilesShim
 
 	zone, prodZone string // the drill's hosted zone and production's
 	dist           string // the drill's CloudFront distribution
@@ -190,6 +193,9 @@ func dxStart(t *testing.T) *dxWorld {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
+	// See iamProfilesShim: awsfake has no instance profiles to list.
+	w.shim = startIAMProfilesShim(t, w.aws.URL())
+	t.Setenv("AWS_ENDPOINT_URL_IAM", w.shim.URL())
 
 	// The edge: the drill's own hostname and CDN, next to production's
 	// records, which the drill must not touch.
@@ -398,7 +404,7 @@ func (w *dxWorld) checkCutover(t *testing.T, lbs map[string]awsfake.LoadBalancer
 		t.Errorf("distribution origins = %v, want web-origin at the gateway load balancer %q and assets unchanged", origins, lb.DNSName)
 	}
 	after := ed.Records(w.prodZone)
-	if fmt.Sprint(after) != fmt.Sprint(w.prodBefore) {
+	if !reflect.DeepEqual(after, w.prodBefore) {
 		t.Errorf("production's zone changed in a drill:\n before %+v\n after  %+v", w.prodBefore, after)
 	}
 }
@@ -472,6 +478,12 @@ func (w *dxWorld) checkNothingLeft(t *testing.T) {
 				roles = append(roles, aws.ToString(r.RoleName))
 			}
 		}
+		asked := w.shim.Roles()
+		for _, r := range []string{names.LBCRole, names.KarpenterRole, names.KarpenterNodeRole} {
+			if !slices.Contains(asked, r) {
+				t.Errorf("the teardown never looked for %s's instance profiles (asked for %v)", r, asked)
+			}
+		}
 		if len(roles) != 0 {
 			t.Errorf("IAM roles left: %v (the drill made %s, %s, %s)", roles, names.LBCRole, names.KarpenterRole, names.KarpenterNodeRole)
 		}
@@ -533,6 +545,40 @@ func (w *dxWorld) checkNothingLeft(t *testing.T) {
 		}
 		for _, a := range apps.Items {
 			t.Errorf("Argo CD Application %s is left", a.GetName())
+		}
+	})
+	t.Run("DR cluster load balancer Services, Karpenter NodePools and the services Argo CD deployed", func(t *testing.T) {
+		svcs, err := w.dr.Clientset().CoreV1().Services("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range svcs.Items {
+			if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				t.Errorf("LoadBalancer Service %s/%s is left in the DR cluster", s.Namespace, s.Name)
+			}
+		}
+		for _, gvr := range []schema.GroupVersionResource{argocd.NodePoolGVR, argocd.EC2NodeClassGVR} {
+			list, err := w.dr.Dynamic().Resource(gvr).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range list.Items {
+				t.Errorf("%s %s is left in the DR cluster", gvr.Resource, o.GetName())
+			}
+		}
+		deps, err := w.dr.Clientset().AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: argofake.InstanceLabel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range deps.Items {
+			// The services' Applications carry Argo CD's resources finalizer,
+			// so deleting them deletes what they deployed. Helm's add-ons and
+			// Karpenter (its Application has no such finalizer) go with the
+			// deleted EKS cluster, which this API server stands for.
+			if app := d.Labels[argofake.InstanceLabel]; !strings.HasPrefix(app, "svc-") {
+				continue
+			}
+			t.Errorf("Deployment %s/%s that Argo CD synced is left in the DR cluster", d.Namespace, d.Name)
 		}
 	})
 	t.Run("GitLab branch, merge request and DR files", func(t *testing.T) {
