@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -215,12 +216,13 @@ var (
 	versionTag = regexp.MustCompile(`^v?[0-9]+(\.[0-9]+)*([-.][0-9A-Za-z.-]+)?$`)
 )
 
-// TestDockerfileBaseImagesArePinned checks every FROM, with the build args' defaults and with the optional
-// terraform stage switched on, names scratch, an earlier stage, a digest or a version tag, never latest.
-func TestDockerfileBaseImagesArePinned(t *testing.T) {
-	d := loadDockerfile(t)
+// unpinnedBases lists every FROM that, with the build args' defaults and with the optional terraform stage
+// switched on, names neither scratch, an earlier stage, a digest nor a version tag (latest never counts).
+func unpinnedBases(t *testing.T, d *dockerfile) []string {
+	t.Helper()
+	var bad []string
 	for _, tfVersion := range []string{"", "1.9.8"} {
-		args := map[string]string{"BUILDPLATFORM": "linux/amd64"}
+		args := map[string]string{}
 		for k, v := range d.globalArgs {
 			args[k] = v
 		}
@@ -236,16 +238,15 @@ func TestDockerfileBaseImagesArePinned(t *testing.T) {
 			switch {
 			case ref == "scratch", stages[ref]:
 			case strings.Contains(ref, "latest"):
-				t.Errorf("FROM %s (TERRAFORM_VERSION=%q) → %s uses latest", s.from, tfVersion, ref)
+				bad = append(bad, fmt.Sprintf("FROM %s (TERRAFORM_VERSION=%q) → %s uses latest", s.from, tfVersion, ref))
 			case digestRef.MatchString(ref):
 			default:
 				image := ref
 				if i := strings.LastIndex(image, "/"); i >= 0 {
 					image = image[i+1:]
 				}
-				_, tag, ok := strings.Cut(image, ":")
-				if !ok || !versionTag.MatchString(tag) {
-					t.Errorf("FROM %s (TERRAFORM_VERSION=%q) → %s is pinned neither by a version tag nor by a digest", s.from, tfVersion, ref)
+				if _, tag, ok := strings.Cut(image, ":"); !ok || !versionTag.MatchString(tag) {
+					bad = append(bad, fmt.Sprintf("FROM %s (TERRAFORM_VERSION=%q) → %s is pinned neither by a version tag nor by a digest", s.from, tfVersion, ref))
 				}
 			}
 			if s.name != "" {
@@ -253,8 +254,35 @@ func TestDockerfileBaseImagesArePinned(t *testing.T) {
 			}
 		}
 	}
+	return bad
+}
+
+func TestDockerfileBaseImagesArePinned(t *testing.T) {
+	d := loadDockerfile(t)
+	for _, b := range unpinnedBases(t, d) {
+		t.Error(b)
+	}
 	if final := d.final().from; !strings.Contains(final, "distroless") {
 		t.Errorf("final image %s: want distroless (CA certificates, no shell)", final)
+	}
+}
+
+func TestPinCheckRejectsLatestFloatingAndUntaggedBases(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Dockerfile")
+	src := "ARG TAG=latest\nFROM golang:1.26.8 AS build\nFROM build\nFROM alpine\nFROM debian:${TAG}\nFROM gcr.io/distroless/static:nonroot\n" +
+		"FROM gcr.io/distroless/static@sha256:" + strings.Repeat("ab", 32) + "\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := unpinnedBases(t, parseDockerfile(t, path))
+	// Three unpinned bases, each reported once per terraform setting.
+	if len(bad) != 6 {
+		t.Fatalf("want alpine, debian:latest and distroless:nonroot reported (twice each), got %d:\n%s", len(bad), strings.Join(bad, "\n"))
+	}
+	for _, want := range []string{"alpine", "debian:latest", "static:nonroot"} {
+		if !slices.ContainsFunc(bad, func(s string) bool { return strings.Contains(s, want) }) {
+			t.Errorf("%s was not reported: %q", want, bad)
+		}
 	}
 }
 
