@@ -20,6 +20,8 @@ var iamOps = map[string]bool{
 	"AttachRolePolicy": true, "DetachRolePolicy": true, "ListAttachedRolePolicies": true,
 	"PutRolePolicy": true, "GetRolePolicy": true, "DeleteRolePolicy": true, "ListRolePolicies": true,
 	"SimulatePrincipalPolicy": true,
+	"CreateInstanceProfile":   true, "GetInstanceProfile": true, "DeleteInstanceProfile": true, "AddRoleToInstanceProfile": true,
+	"RemoveRoleFromInstanceProfile": true, "ListInstanceProfilesForRole": true, "ListInstanceProfiles": true,
 }
 
 // iamState is global (IAM is not regional).
@@ -28,6 +30,9 @@ type iamState struct {
 	policies  map[string]*iamPolicy // by ARN (customer managed)
 	roleOrder []string
 	polOrder  []string
+
+	profiles     map[string]*iamProfile // instance profiles by name
+	profileOrder []string
 }
 
 type iamRole struct {
@@ -114,6 +119,9 @@ func (s *Server) serveIAM(q *request) *apiError {
 		return s.iamInline(q)
 	case "SimulatePrincipalPolicy":
 		return s.iamSimulate(q)
+	case "CreateInstanceProfile", "GetInstanceProfile", "DeleteInstanceProfile", "AddRoleToInstanceProfile",
+		"RemoveRoleFromInstanceProfile", "ListInstanceProfilesForRole", "ListInstanceProfiles":
+		return s.serveIAMProfiles(q)
 	}
 	return unsupported("InvalidAction", "iam operation %s is not modelled", q.op)
 }
@@ -239,6 +247,9 @@ func (s *Server) iamDeleteRole(q *request) *apiError {
 	}
 	if len(r.inline) > 0 {
 		return errorf(http.StatusConflict, "DeleteConflict", "Cannot delete entity, must delete policies first.")
+	}
+	if s.iam.inProfile(r.name) {
+		return errorf(http.StatusConflict, "DeleteConflict", "Cannot delete entity, must remove roles from instance profile first.")
 	}
 	delete(s.iam.roles, r.name)
 	s.iam.roleOrder = removeString(s.iam.roleOrder, r.name)
