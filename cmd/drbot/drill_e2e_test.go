@@ -177,6 +177,8 @@ type dxWorld struct {
 
 	zone, prodZone string // the drill's hosted zone and production's
 	dist           string // the drill's CloudFront distribution
+	api            string // the drill's REST API
+	apiResource    string
 	prodBefore     []edge.RecordSet
 }
 
@@ -206,6 +208,9 @@ func dxStart(t *testing.T) *dxWorld {
 	w.prodZone = ed.AddHostedZone("example.com")
 	ed.AddRecord(w.prodZone, edge.RecordSet{Name: "api.example.com", Type: "A", AliasTarget: &edge.AliasTarget{DNSName: dxOldLB, HostedZoneID: dxOldLBZone}})
 	w.prodBefore = ed.Records(w.prodZone)
+	w.api = ed.AddRestAPI("drill-partners")
+	w.apiResource = ed.AddRestIntegration(w.api, "/orders", "GET", "https://"+dxOldLB+"/orders/{proxy}")
+	ed.AddStage(w.api, "prod")
 	w.dist = ed.AddDistribution([]edge.Origin{{ID: "web-origin", DomainName: dxOldLB}, {ID: "assets", DomainName: "assets.s3.eu-west-1.amazonaws.com"}})
 
 	w.mgmt = kubeenv.Start(t, kubeenv.WithName("management"))
@@ -307,6 +312,7 @@ func (w *dxWorld) config(t *testing.T) *config.Config {
 	target.Cutover = &config.Cutover{
 		Route53:    []config.Route53Record{{ZoneID: w.zone, Name: "api.drill.example.com", Type: "A", Backend: gateway}},
 		CloudFront: []config.CloudFrontOrigin{{DistributionID: w.dist, OriginID: "web-origin", Backend: gateway}},
+		APIGateway: []config.APIGatewayIntegration{{APIID: w.api, Kind: "rest", ResourceID: w.apiResource, HTTPMethod: "GET", Stage: "prod", Backend: gateway}},
 	}
 
 	cfg.Vault.Address = w.vault.URL()
@@ -375,7 +381,7 @@ func (w *dxWorld) failedSteps(t *testing.T, e *e2e, runID string) {
 	}
 }
 
-// checkCutover: the drill's record and CDN origin point at the Istio
+// checkCutover: the drill's record, CDN origin and API integration point at the Istio
 // gateway's load balancer the DR cluster got; production's records and
 // the drill zone's other record are as they were.
 func (w *dxWorld) checkCutover(t *testing.T, lbs map[string]awsfake.LoadBalancer) {
@@ -402,6 +408,13 @@ func (w *dxWorld) checkCutover(t *testing.T, lbs map[string]awsfake.LoadBalancer
 	}
 	if origins["web-origin"] != lb.DNSName || lb.DNSName == "" || origins["assets"] != "assets.s3.eu-west-1.amazonaws.com" {
 		t.Errorf("distribution origins = %v, want web-origin at the gateway load balancer %q and assets unchanged", origins, lb.DNSName)
+	}
+	integ, ok := ed.RestIntegration(w.api, w.apiResource, "GET")
+	if want := "https://" + lb.DNSName + "/orders/{proxy}"; !ok || integ.URI != want {
+		t.Errorf("REST API %s GET /orders integration = %q, want %q", w.api, integ.URI, want)
+	}
+	if served, ok := ed.StageIntegrations(w.api, "prod"); !ok || served["GET /orders"].URI != integ.URI {
+		t.Errorf("REST API %s stage prod serves %+v: the cutover was not deployed to the stage", w.api, served)
 	}
 	after := ed.Records(w.prodZone)
 	if !reflect.DeepEqual(after, w.prodBefore) {
