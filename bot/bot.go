@@ -457,6 +457,24 @@ func (b *Bot) invite(ctx context.Context, channelID string, ids []string) {
 	seen := map[string]bool{}
 	var users []string
 	for _, id := range ids {
+		if handle, ok := strings.CutPrefix(id, "@"); ok {
+			// A user group by its handle (@platform-leads): its members.
+			var members []string
+			err := retrySlack(ctx, func() error {
+				groups, err := b.api.GetUserGroupsContext(ctx, slack.GetUserGroupsOptionIncludeUsers(true))
+				for _, g := range groups {
+					if g.Handle == handle {
+						members = g.Users
+					}
+				}
+				return err
+			})
+			if err != nil || members == nil {
+				b.log.Warn("inviting a user group by handle", "handle", id, "err", err, "found", members != nil)
+			}
+			users = append(users, members...)
+			continue
+		}
 		if strings.HasPrefix(id, "S") && b.policy.groups != nil {
 			members, err := b.policy.groupMembers(ctx, id)
 			if err != nil {

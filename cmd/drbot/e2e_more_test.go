@@ -163,3 +163,13 @@ func TestHealthAndReadinessFollowTheSlackConnection(t *testing.T) {
 		t.Error("the health endpoint outlived serve")
 	}
 }
+
+func TestInvitesResolveAUserGroupByItsHandle(t *testing.T) {
+	e := newE2EWith(t, testBook(t), func(cfg *config.Config, _ *serveOptions) { cfg.Slack.Invite = []string{"@sre"} })
+	e.command(userOncall, "start prod-eu")
+	e.waitFor("the run", func() bool { return e.run().Slack.ChannelID != "" })
+	e.waitFor("the SRE group's member invited", func() bool {
+		c, _ := e.slack.Channel(e.run().Slack.ChannelID)
+		return strings.Contains(strings.Join(c.Members, ","), userSRE)
+	})
+}
