@@ -35,6 +35,7 @@ var slackMethodScopes = map[string][]string{
 	"AddPinContext":                    {"pins:write"},                         // pins.add
 	"UploadFileContext":                {"files:write"},                        // files.getUploadURLExternal + files.completeUploadExternal
 	"GetUserGroupMembersContext":       {"usergroups:read"},                    // usergroups.users.list
+	"GetUserGroupsContext":             {"usergroups:read"},                    // usergroups.list (invites by @handle)
 	"OpenViewContext":                  nil,                                    // views.open: needs only the trigger_id
 }
 
