@@ -110,7 +110,7 @@ func TestExampleLoadsWithoutProblemsOrWarnings(t *testing.T) {
 	if got := c.CutoverFor(prod); len(got.Route53) != 4 || len(got.APIGateway) != 2 {
 		t.Errorf("prod-eu should use the top-level cutover, got %+v", got)
 	}
-	if got := c.CutoverFor(drill); len(got.Route53) != 1 || got.Route53[0].Ref() != "istio-ingress/public-gateway" {
+	if got := c.CutoverFor(drill); len(got.Route53) != 1 || got.Route53[0].Ref() != "istio-ingress/istio-gateway" {
 		t.Errorf("drill-eu should use its own cutover, got %+v", got)
 	}
 	if got := c.Addons[AddonKarpenter]; got.Repo != "oci://public.ecr.aws/karpenter" || got.NodePool == nil {
