@@ -317,7 +317,7 @@ func (b *Bot) start(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 		b.reply(ctx, sc.ResponseURL, busyText(held))
 		return
 	}
-	run, err := b.launch(ctx, target, cmd.Drill, sc.UserID, sc.UserName, cmd.Reason, sc.ChannelID, nil)
+	run, err := b.launch(ctx, target, cmd.Drill, sc.UserID, sc.UserName, cmd.Reason, sc.ChannelID, nil, "")
 	var busyErr *recovery.BusyError
 	switch {
 	case errors.As(err, &busyErr):
@@ -334,7 +334,7 @@ func (b *Bot) start(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 
 // launch opens the incident channel and starts the run: channel, run,
 // topic, purpose, invites.
-func (b *Bot) launch(ctx context.Context, target *config.Target, drill bool, initiator, initiatorName, reason, origin string, extraInvites []string) (state.Run, error) {
+func (b *Bot) launch(ctx context.Context, target *config.Target, drill bool, initiator, initiatorName, reason, origin string, extraInvites []string, drillName string) (state.Run, error) {
 	mode := state.ModeRecovery
 	if drill {
 		mode = state.ModeDrill
@@ -345,7 +345,7 @@ func (b *Bot) launch(ctx context.Context, target *config.Target, drill bool, ini
 		return state.Run{}, fmt.Errorf("could not create the incident channel #%s: %w", name, err)
 	}
 	run, err := b.eng.Start(recovery.StartRequest{Target: target.Name, Mode: mode, Initiator: initiator, Reason: reason,
-		Slack: state.SlackRef{ChannelID: ch.ID, ChannelName: ch.Name, OriginID: origin}})
+		Slack: state.SlackRef{ChannelID: ch.ID, ChannelName: ch.Name, OriginID: origin}, Drill: drillName})
 	if err != nil {
 		return state.Run{}, err
 	}
@@ -382,7 +382,7 @@ func (b *Bot) StartDrill(ctx context.Context, d config.Drill, by, reason string)
 	if strings.HasPrefix(by, "drbot") && len(d.OnPoint) > 0 {
 		initiator = d.OnPoint[0]
 	}
-	return b.launch(ctx, target, true, initiator, "", fmt.Sprintf("%s (drill %s)", reason, d.Name), "", d.OnPoint)
+	return b.launch(ctx, target, true, initiator, "", fmt.Sprintf("%s (drill %s)", reason, d.Name), "", d.OnPoint, d.Name)
 }
 
 func orDash(s string) string {

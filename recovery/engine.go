@@ -123,6 +123,7 @@ type StartRequest struct {
 	Initiator string
 	Reason    string
 	Slack     state.SlackRef // where the run talks, when started from Slack
+	Drill     string         // the drills[] entry, for a drill started by the scheduler or Run now
 }
 
 // BusyError says the target already has an active run.
@@ -144,7 +145,7 @@ func (e *Engine) Start(req StartRequest) (state.Run, error) {
 	run := state.Run{
 		ID: e.opts.NewRunID(req.Target, now), Target: req.Target, Mode: req.Mode,
 		Initiator: req.Initiator, Reason: req.Reason, Status: state.RunRunning,
-		CreatedAt: now, StartedAt: now, Slack: req.Slack,
+		CreatedAt: now, StartedAt: now, Slack: req.Slack, Drill: req.Drill,
 	}
 	e.mu.Lock()
 	e.starting[run.ID] = true

@@ -48,6 +48,7 @@ type Run struct {
 	Mode       Mode      `json:"mode"`
 	Initiator  string    `json:"initiator"`
 	Reason     string    `json:"reason,omitempty"`
+	Drill      string    `json:"drill,omitempty"` // the drills[] entry that started it, for a scheduled drill
 	Status     RunStatus `json:"status"`
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`

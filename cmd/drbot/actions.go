@@ -183,7 +183,7 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 			if err != nil {
 				return nil, err
 			}
-			return td.Action, nil
+			return keepWhenConfigured(cfg, td.Action), nil
 		}),
 		standard.DeployWatch: lazyAction("the deployment watch", func(ctx context.Context) (recovery.Action, error) {
 			mgmt, err := managementConfig(cfg)
@@ -296,4 +296,19 @@ func waves(cfg *config.Config) []gitops.Wave {
 		out = append(out, gitops.Wave{Name: w.Name, Selector: w.Selector, Apps: w.Apps})
 	}
 	return out
+}
+
+// keepWhenConfigured honours drills[].teardown: false (keep the drill's
+// cluster, e.g. for an afternoon of exercises): the step says so and
+// removes nothing.
+func keepWhenConfigured(cfg *config.Config, teardown recovery.Action) recovery.Action {
+	return func(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+		for _, d := range cfg.Drills {
+			if d.Name == sc.Run().Drill && !d.Teardown {
+				sc.Progress("drill %s has teardown: false: everything it made is kept; tear it down by hand when done", d.Name)
+				return recovery.Result{Outputs: map[string]string{"kept": "drills[].teardown is false"}}, nil
+			}
+		}
+		return teardown(ctx, sc)
+	}
 }

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"reflect"
 	"testing"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/standard"
+	"github.com/drbot/drbot/recovery/steptest"
 	"github.com/drbot/drbot/state"
 )
 
@@ -37,5 +40,24 @@ func TestEveryStepOfTheRunbookIsWiredToItsIntegration(t *testing.T) {
 	}
 	if merge, _ := wired.Step(standard.GitOpsMerge); merge.GateCheck == nil {
 		t.Error("the merge gate cannot notice a merge done in GitLab")
+	}
+}
+
+func TestDrillWithTeardownFalseKeepsWhatItMade(t *testing.T) {
+	cfg := &config.Config{Drills: []config.Drill{{Name: "game-day", Teardown: false}, {Name: "monthly", Teardown: true}}}
+	var toreDown []string
+	td := func(_ context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+		toreDown = append(toreDown, sc.Run().Drill)
+		return recovery.Result{}, nil
+	}
+	for _, drill := range []string{"game-day", "monthly"} {
+		res := steptest.Run(t, steptest.Options{Mode: state.ModeDrill, Drill: drill},
+			recovery.Step{ID: "teardown", Phase: recovery.PhaseClose, Action: keepWhenConfigured(cfg, td)})
+		if res.Run.Status != state.RunSucceeded {
+			t.Fatalf("%s: %s", drill, res.Run.Status)
+		}
+	}
+	if len(toreDown) != 1 || toreDown[0] != "monthly" {
+		t.Errorf("torn down: %v, want only the drill whose config says teardown: true", toreDown)
 	}
 }

@@ -62,7 +62,7 @@ func TestDrillIsAnnouncedAndOnlyAuthorisedPeopleMayPostponeIt(t *testing.T) {
 	e.waitFor("the drill run", func() bool { return e.run().ID != "" })
 	run := e.run()
 	c, _ := e.slack.Channel(run.Slack.ChannelID)
-	if run.Mode != "drill" || !strings.HasPrefix(c.Name, "drill-drill-eu-") || run.Initiator != userSRE {
+	if run.Mode != "drill" || !strings.HasPrefix(c.Name, "drill-drill-eu-") || run.Initiator != userSRE || run.Drill != "december" {
 		t.Errorf("drill run = %+v in #%s", run, c.Name)
 	}
 }

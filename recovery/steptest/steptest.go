@@ -28,6 +28,7 @@ type Result struct {
 type Options struct {
 	Target      string     // default "prod-eu"
 	Mode        state.Mode // default recovery
+	Drill       string     // the drills[] entry a drill run came from
 	AutoApprove bool       // approve every gate as it asks
 	Timeout     time.Duration
 	Logger      *slog.Logger
@@ -77,7 +78,7 @@ func Run(t testing.TB, opts Options, steps ...recovery.Step) Result {
 		Retry:  recovery.RetryPolicy{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second},
 		Logger: opts.Logger,
 	})
-	run, err := eng.Start(recovery.StartRequest{Target: opts.Target, Mode: opts.Mode, Initiator: "U_TEST"})
+	run, err := eng.Start(recovery.StartRequest{Target: opts.Target, Mode: opts.Mode, Initiator: "U_TEST", Drill: opts.Drill})
 	if err != nil {
 		t.Fatal(err)
 	}
