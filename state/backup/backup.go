@@ -178,15 +178,16 @@ func (u *Uploader) Run(ctx context.Context) error {
 		u.mu.Unlock()
 		last, idleFrom = time.Now(), time.Now()
 		if _, err := u.UploadNow(ctx); err != nil {
-			if ctx.Err() != nil {
-				return u.finalFlush(ctx)
-			}
-			u.opts.Logger.Error("uploading state backup; retrying", "reason", reason, "retry_in", u.opts.Debounce, "err", err)
+			// What this upload would have shipped is still at risk.
 			u.mu.Lock()
 			if !u.pending {
 				u.pending, u.first = true, last
 			}
 			u.mu.Unlock()
+			if ctx.Err() != nil {
+				return u.finalFlush(ctx)
+			}
+			u.opts.Logger.Error("uploading state backup; retrying", "reason", reason, "retry_in", u.opts.Debounce, "err", err)
 		}
 	}
 }

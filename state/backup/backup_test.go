@@ -56,6 +56,7 @@ type recorder struct {
 	S3API
 	mu   sync.Mutex
 	puts []put
+	fail int // fail this many uploads first, as an S3 outage would
 }
 
 type put struct {
@@ -66,6 +67,11 @@ type put struct {
 func (r *recorder) PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	r.mu.Lock()
 	r.puts = append(r.puts, put{key: aws.ToString(in.Key), at: time.Now()})
+	if r.fail > 0 {
+		r.fail--
+		r.mu.Unlock()
+		return nil, errors.New("made-up outage: 503 Slow Down")
+	}
 	r.mu.Unlock()
 	return r.S3API.PutObject(ctx, in, optFns...)
 }
@@ -482,5 +488,58 @@ func TestParseS3URL(t *testing.T) {
 		if _, _, err := ParseS3URL(bad); err == nil {
 			t.Errorf("ParseS3URL(%q) accepted", bad)
 		}
+	}
+}
+
+func TestFailedUploadIsRetriedAfterDebounce(t *testing.T) {
+	const debounce = 200 * time.Millisecond
+	rec := &recorder{S3API: newS3(t), fail: 2}
+	st := openStore(t, filepath.Join(t.TempDir(), "drbot.db"))
+	addRun(t, st, "run-a")
+	u := New(st, rec, Options{Bucket: bucket, Debounce: debounce, Idle: time.Hour, Logger: quiet()})
+	startRun(t, u)
+	waitFor(t, 3*time.Second, "a third attempt after two failures", func() bool { return len(rec.uploads()) >= 3 })
+	ups := rec.uploads()
+	for i := 1; i < len(ups); i++ {
+		if gap := ups[i].at.Sub(ups[i-1].at); gap < debounce-60*time.Millisecond {
+			t.Errorf("retry %s after the failure; want it to wait the %s debounce", gap, debounce)
+		}
+	}
+	keys, err := List(context.Background(), rec, bucket, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != ups[2].key {
+		t.Errorf("stored %v; want only the retried upload %s", keys, ups[2].key)
+	}
+}
+
+func TestRestoreTakesAHandNamedKey(t *testing.T) {
+	client := newS3(t)
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "drbot.db")
+	st := openStore(t, src)
+	addRun(t, st, "run-a")
+	copyPath := filepath.Join(t.TempDir(), "copy.db")
+	if _, err := st.Backup(copyPath); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("manual/before-upgrade.db"), Body: f}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "drbot.db")
+	if _, err := Restore(ctx, client, bucket, "manual/before-upgrade.db", dst, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dumpFile(t, dst), dump(t, st); got != want {
+		t.Errorf("restored state differs from the copy")
+	}
+	if _, err := Restore(ctx, client, bucket, "nothing-here", dst, false); err == nil || !strings.Contains(err.Error(), "no drbot backups") {
+		t.Errorf("restore from an empty prefix: err = %v; want no drbot backups", err)
 	}
 }

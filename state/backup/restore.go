@@ -38,7 +38,8 @@ func ParseS3URL(raw string) (bucket, keyOrPrefix string, err error) {
 
 // Restore downloads a copy to dst. keyOrPrefix is either the key of one copy
 // (its last element named like drbot-20260102T150405.000Z.db) or a prefix,
-// "" for the bucket root, under which the newest copy is taken.
+// "" for the bucket root, under which the newest copy is taken; a key ending
+// in .db with no copies under it is taken as the name of one object.
 //
 // The download is checked page by page and against the sha256 the uploader
 // recorded, then opened read-only as a state file. An existing dst is
@@ -52,10 +53,14 @@ func Restore(ctx context.Context, api S3API, bucket, keyOrPrefix, dst string, fo
 		if err != nil {
 			return "", err
 		}
-		if len(keys) == 0 {
+		switch {
+		case len(keys) > 0:
+			key = keys[len(keys)-1]
+		case strings.HasSuffix(keyOrPrefix, ".db"):
+			// A copy named by hand, e.g. one `drbot state backup` made.
+		default:
 			return "", fmt.Errorf("restoring state: no drbot backups under s3://%s/%s", bucket, keyOrPrefix)
 		}
-		key = keys[len(keys)-1]
 	}
 	where := fmt.Sprintf("s3://%s/%s", bucket, key)
 
