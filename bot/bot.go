@@ -31,6 +31,7 @@ type Bot struct {
 	sm       *socketmode.Client
 	jobs     chan job
 	workers  int
+	onAck    func(time.Duration)
 	drills   DrillControl
 	rollback RollbackFunc
 	wake     func()
@@ -56,6 +57,8 @@ type Options struct {
 	Clock     func() time.Time
 	// SocketOptions are passed to socketmode.New (tests shorten the ping interval).
 	SocketOptions []socketmode.Option
+	// OnAck, when set, is told how long each acknowledgement took (metrics).
+	OnAck func(time.Duration)
 }
 
 // New wires a bot. The engine should use policy.Authorizer() so decisions
@@ -75,7 +78,7 @@ func New(cfg *config.Config, api *slack.Client, eng *recovery.Engine, store *sta
 	}
 	return &Bot{
 		cfg: cfg, api: api, eng: eng, store: store, policy: policy, log: opts.Logger, clock: opts.Clock,
-		sm: socketmode.New(api, opts.SocketOptions...), jobs: make(chan job, opts.QueueSize), workers: opts.Workers, ctx: context.Background(),
+		sm: socketmode.New(api, opts.SocketOptions...), jobs: make(chan job, opts.QueueSize), workers: opts.Workers, ctx: context.Background(), onAck: opts.OnAck,
 	}
 }
 
@@ -159,8 +162,13 @@ func (b *Bot) ack(evt socketmode.Event) {
 	if evt.Request == nil {
 		return
 	}
+	start := time.Now()
 	if err := b.sm.Ack(*evt.Request); err != nil {
 		b.log.Warn("acknowledging envelope", "envelope", evt.Request.EnvelopeID, "err", err)
+		return
+	}
+	if b.onAck != nil {
+		b.onAck(time.Since(start))
 	}
 }
 

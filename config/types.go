@@ -77,6 +77,20 @@ type loadInfo struct {
 // State is where drbot keeps its bbolt database.
 type State struct {
 	Path string `yaml:"path" drbot:"default=/var/lib/drbot/drbot.db"`
+	// Backup copies the state to S3 in another region (optional).
+	Backup *StateBackup `yaml:"backup"`
+}
+
+// StateBackup is where the state is copied: after every change (at most
+// every 10 s), hourly when idle, keeping the newest copies.
+type StateBackup struct {
+	Bucket string `yaml:"bucket" drbot:"required"`
+	Prefix string `yaml:"prefix" drbot:"default=drbot"`
+	Region string `yaml:"region" drbot:"required"` // another region than the one drbot runs in
+	Keep   int    `yaml:"keep" drbot:"default=48"`
+	// PathStyle addresses the bucket in the path (S3-compatible stores
+	// such as MinIO; AWS_ENDPOINT_URL_S3 points drbot at them).
+	PathStyle bool `yaml:"path_style"`
 }
 
 // Slack is the Slack app drbot runs as (Socket Mode).

@@ -24,6 +24,9 @@ import (
 // childConfig is what the parent tells a drbot child process.
 type childConfig struct {
 	APIURL, AppToken, BotToken, StatePath string
+	Backup                                *config.StateBackup // S3 copies of the state, when set
+	Book                                  string              // "slow" for the restore test
+	Effects                               string              // where the slow book logs its side effects
 }
 
 // crashBook has no gates (nobody clicks while drbot is dead) and slow,
@@ -81,7 +84,7 @@ func TestBotChild(t *testing.T) {
 	}
 	t.Setenv("CHILD_APP_TOKEN", cc.AppToken)
 	t.Setenv("CHILD_BOT_TOKEN", cc.BotToken)
-	cfg.Slack.APIURL, cfg.State.Path = cc.APIURL, cc.StatePath
+	cfg.Slack.APIURL, cfg.State.Path, cfg.State.Backup = cc.APIURL, cc.StatePath, cc.Backup
 	cfg.Slack.AppToken, cfg.Slack.BotToken = config.EnvSecret("CHILD_APP_TOKEN"), config.EnvSecret("CHILD_BOT_TOKEN")
 	cfg.Slack.Invite = nil
 	cfg.Access = config.Access{Starters: []string{userOncall}, Approvers: map[string][]string{"merge": {userLead}, "cutover": {userLead}}, TwoPersonRule: true}

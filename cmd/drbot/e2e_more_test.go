@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -172,4 +173,39 @@ func TestInvitesResolveAUserGroupByItsHandle(t *testing.T) {
 		c, _ := e.slack.Channel(e.run().Slack.ChannelID)
 		return strings.Contains(strings.Join(c.Members, ","), userSRE)
 	})
+}
+
+func TestMetricsAfterARunShowRunsStepsAcksApprovalsAndTheOutbox(t *testing.T) {
+	e := newE2EWith(t, testBook(t), func(_ *config.Config, o *serveOptions) { o.listen = "127.0.0.1:0" })
+	e.command(userOncall, "start prod-eu")
+	e.waitFor("the run", func() bool { return e.run().ID != "" })
+	run := e.run()
+	for _, gate := range []string{"gitops.merge", "endpoints.apply"} {
+		e.waitFor(gate+" waiting", func() bool { return e.refs(run.ID)["gate/"+gate+"/1"] != "" })
+		e.click(userLead, run.Slack.ChannelID, e.refs(run.ID)["gate/"+gate+"/1"], bot.ActionApprove, bot.ButtonValue{RunID: run.ID, StepID: gate, Round: 1}.String())
+	}
+	e.waitFor("the run to finish", func() bool { return e.run().Status == state.RunSucceeded })
+	var body string
+	e.waitFor("the finished run in the metrics", func() bool {
+		resp, err := http.Get("http://" + e.srv.health + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		body = string(raw)
+		return strings.Contains(body, `drbot_runs_total{mode="recovery",result="succeeded"} 1`)
+	})
+	for _, want := range []string{
+		`drbot_step_duration_seconds_count{step="cluster.create"} 1`,
+		`drbot_approval_wait_seconds_count{gate="merge"} 1`,
+		`drbot_approval_wait_seconds_count{gate="cutover"} 1`,
+		"drbot_ack_seconds_count",
+		"drbot_outbox_pending",
+		"drbot_outbox_delivery_latency_seconds_count",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

@@ -98,6 +98,7 @@ func newE2EWith(t testing.TB, book *recovery.Runbook, adjust func(*config.Config
 	cfg.Slack.BotToken = config.EnvSecret("TEST_SLACK_BOT_TOKEN")
 	cfg.Slack.Invite = []string{userLead, "S0SRE"}
 	cfg.State.Path = filepath.Join(t.TempDir(), "drbot.db")
+	cfg.State.Backup = nil // tests that copy the state to S3 set their own
 	cfg.Access = config.Access{
 		Starters:      []string{userOncall},
 		Approvers:     map[string][]string{"merge": {userLead}, "cutover": {userLead, userOncall}},

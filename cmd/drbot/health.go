@@ -11,11 +11,14 @@ import (
 	"github.com/drbot/drbot/state"
 )
 
-// serveHealth answers the orchestrator's probes until ctx ends:
+// serveHealth answers the orchestrator's probes and Prometheus until ctx ends:
 // /healthz — the process is up; /readyz — the state file is open and
 // Socket Mode is connected, so commands would be answered.
-func serveHealth(ctx context.Context, addr string, store *state.Store, connected func() bool, log *slog.Logger) (string, error) {
+func serveHealth(ctx context.Context, addr string, store *state.Store, connected func() bool, metrics http.Handler, log *slog.Logger) (string, error) {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

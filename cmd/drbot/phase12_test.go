@@ -207,6 +207,7 @@ func p12Config(t *testing.T, cc p12ChildConfig) *config.Config {
 	eksCluster := *drill.Cluster.EKS
 	target.Cluster = config.Cluster{Provider: config.ProviderEKS, EKS: &eksCluster}
 	cfg.State.Path = cc.StatePath
+	cfg.State.Backup = nil
 	cfg.Vault.Address = cc.VaultAddr
 	cfg.Vault.Auth = nil
 	cfg.Vault.Token = config.EnvSecret(p12TokenEnv)

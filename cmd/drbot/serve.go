@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -13,14 +14,18 @@ import (
 	"syscall"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/drills"
+	"github.com/drbot/drbot/metrics"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
+	"github.com/drbot/drbot/state/backup"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -114,12 +119,27 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
-	api := slack.New(botToken, slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(appToken))
+	m := metrics.New()
+	m.OutboxDepth(metrics.StoreOutboxDepth(store))
+	api := slack.New(botToken, slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(appToken),
+		slack.OptionHTTPClient(&http.Client{Timeout: time.Minute, Transport: m.SlackTransport(nil)}))
 	policy := bot.NewPolicy(cfg.Access, groupMembers{api})
 	posterOpts := opts.poster
 	posterOpts.Budget, posterOpts.Logger, posterOpts.AnnounceChannel = cfg.MTTR.Budget.Std(), log, cfg.Slack.AnnounceChannel
 	poster := bot.NewPoster(api, store, book, posterOpts)
-	disp := recovery.NewDispatcher(store, poster, log)
+	disp := recovery.NewDispatcher(store, m.Notifier(poster), log)
+	// Every committed change wakes the dispatcher and, when configured,
+	// schedules a copy of the state in S3.
+	uploader, err := stateBackup(ctx, cfg, store, log)
+	if err != nil {
+		return err
+	}
+	changed := func() {
+		disp.Wake()
+		if uploader != nil {
+			uploader.Changed()
+		}
+	}
 	eng := recovery.New(ctx, store, book, recovery.Options{
 		Concurrency: cfg.Runbook.Concurrency,
 		Retry: recovery.RetryPolicy{
@@ -129,21 +149,21 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		},
 		Logger:      log,
 		Authorize:   policy.Authorizer(),
-		OnEnqueue:   disp.Wake,
+		OnEnqueue:   changed,
 		PreApproved: drillPreApproval(cfg),
 	})
-	b := bot.New(cfg, api, eng, store, policy, bot.Options{Logger: log, SocketOptions: opts.socket})
+	b := bot.New(cfg, api, eng, store, policy, bot.Options{Logger: log, SocketOptions: opts.socket, OnAck: m.ObserveAck})
 	sched, err := drills.New(cfg.Drills, store, b, drills.Options{
 		Clock:     opts.drillClock,
 		Logger:    log,
-		OnEnqueue: disp.Wake,
+		OnEnqueue: changed,
 		Expected:  func(string) time.Duration { return book.ForMode(state.ModeDrill).Schedule().Total },
 	})
 	if err != nil {
 		return err
 	}
 	b.SetDrills(sched)
-	b.SetWake(disp.Wake)
+	b.SetWake(changed)
 	if opts.rollback != nil {
 		b.SetRollback(opts.rollback)
 	}
@@ -155,11 +175,19 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 	defer stopAdmin()
 	var healthAddr string
 	if opts.listen != "" {
-		if healthAddr, err = serveHealth(ctx, opts.listen, store, b.Connected, log); err != nil {
+		if healthAddr, err = serveHealth(ctx, opts.listen, store, b.Connected, m.Handler(), log); err != nil {
 			return err
 		}
 	}
 	go func() { _ = disp.Run(ctx) }()
+	backupDone := make(chan struct{})
+	go func() {
+		defer close(backupDone)
+		if uploader != nil {
+			_ = uploader.Run(ctx)
+		}
+	}()
+	defer func() { cancel(); <-backupDone }() // the last copy is made before the state closes
 	go func() { _ = poster.RunBoards(ctx, posterOpts.BoardInterval) }()
 	if opts.drillTick == 0 {
 		opts.drillTick = 30 * time.Second
@@ -224,4 +252,18 @@ func purgeDedupe(ctx context.Context, store *state.Store, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// stateBackup makes the S3 uploader when state.backup is configured.
+func stateBackup(ctx context.Context, cfg *config.Config, store *state.Store, log *slog.Logger) (*backup.Uploader, error) {
+	b := cfg.State.Backup
+	if b == nil {
+		return nil, nil
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(b.Region))
+	if err != nil {
+		return nil, fmt.Errorf("state.backup: loading AWS configuration for %s: %w", b.Region, err)
+	}
+	client := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = b.PathStyle })
+	return backup.New(store, client, backup.Options{Bucket: b.Bucket, Prefix: b.Prefix, Keep: b.Keep, Logger: log}), nil
 }
