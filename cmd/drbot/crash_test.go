@@ -91,7 +91,11 @@ func TestBotChild(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := serve(ctx, cfg, crashBook(t), log, serveOptions{poster: bot.PosterOptions{PostsPerSecond: 100, Burst: 20, BoardInterval: 50 * time.Millisecond}}); err != nil {
+	book := crashBook(t)
+	if cc.Book == "slow" {
+		book = slowBook(t, cc.Effects)
+	}
+	if err := serve(ctx, cfg, book, log, serveOptions{poster: bot.PosterOptions{PostsPerSecond: 100, Burst: 20, BoardInterval: 50 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 }

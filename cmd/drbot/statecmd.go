@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"io"
 	"net/url"
 	"path/filepath"
@@ -15,9 +19,10 @@ import (
 	"github.com/drbot/drbot/recovery/postmortem"
 	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
+	"github.com/drbot/drbot/state/backup"
 )
 
-const stateUsage = `usage: drbot state [-config FILE | -state PATH] inspect [-run ID] | audit [-run ID] | history | postmortem RUN | backup PATH`
+const stateUsage = `usage: drbot state [-config FILE | -state PATH] inspect [-run ID] | audit [-run ID] | history | postmortem RUN | backup PATH | restore [-force] s3://BUCKET/PREFIX[/KEY]`
 
 func cmdState(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("state", stderr)
@@ -43,6 +48,7 @@ func cmdState(args []string, stdout, stderr io.Writer) error {
 	}
 	sub := newFlags("state "+rest[0], stderr)
 	runID := sub.String("run", "", "limit to one run")
+	force := sub.Bool("force", false, "restore: replace a local state file even when it is newer than the copy")
 	if err := sub.Parse(rest[1:]); err != nil {
 		return err
 	}
@@ -62,6 +68,11 @@ func cmdState(args []string, stdout, stderr io.Writer) error {
 		return withStoreOrAdmin(path, "GET", "postmortem", url.Values{"run": {sub.Arg(0)}}, stdout, func(s *state.Store) error {
 			return writePostmortem(s, cfgForPostmortem(*cfgPath), sub.Arg(0), stdout)
 		})
+	case "restore":
+		if sub.NArg() != 1 {
+			return &exitError{code: 2, msg: "usage: drbot state restore [-force] s3://BUCKET/PREFIX[/KEY]"}
+		}
+		return restoreState(sub.Arg(0), path, cfgForPostmortem(*cfgPath), *force, stdout)
 	case "backup":
 		if sub.NArg() != 1 {
 			return &exitError{code: 2, msg: "usage: drbot state backup PATH"}
@@ -208,4 +219,35 @@ func writeHistory(s *state.Store, cfg *config.Config, w io.Writer) error {
 		budget = cfg.MTTR.Budget.Std()
 	}
 	return drills.WriteHistory(w, scores, budget)
+}
+
+// restoreState fetches the newest (or the named) copy of the state from S3
+// into path. A local file that is newer is kept unless force.
+func restoreState(url, path string, cfg *config.Config, force bool, w io.Writer) error {
+	bucket, key, err := backup.ParseS3URL(url)
+	if err != nil {
+		return &exitError{code: 2, msg: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var opts []func(*awsconfig.LoadOptions) error
+	pathStyle := false
+	if cfg != nil && cfg.State.Backup != nil {
+		opts = append(opts, awsconfig.WithRegion(cfg.State.Backup.Region))
+		pathStyle = cfg.State.Backup.PathStyle
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	client := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = o.UsePathStyle || pathStyle })
+	restored, err := backup.Restore(ctx, client, bucket, key, path, force)
+	if errors.Is(err, backup.ErrLocalNewer) {
+		return &exitError{code: 1, msg: fmt.Sprintf("%s is newer than the copy in %s: keeping it (use -force to replace it)", path, url)}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "restored s3://%s/%s into %s\n", bucket, restored, path)
+	return nil
 }
