@@ -30,7 +30,8 @@ Usage:
                                            show what a run would do and how long it should take
                                            (-live: also read AWS, GitLab and the charts, read-only)
   drbot validate -config FILE [-secrets]   check a config file; every problem at once, with lines
-  drbot state    -config FILE|-state PATH inspect [-run ID] | audit [-run ID] | history | postmortem RUN | backup PATH
+  drbot state    -config FILE|-state PATH inspect [-run ID] | audit [-run ID] | history | postmortem RUN
+                                           | backup PATH | restore [-force] s3://BUCKET/PREFIX[/KEY]
   drbot version                            print version, commit and build date
 
 -config defaults to $DRBOT_CONFIG.
