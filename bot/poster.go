@@ -651,7 +651,7 @@ func (p *Poster) boardView(run state.Run) BoardView {
 			st = state.StepPending
 		}
 		v.Steps = append(v.Steps, StepView{ID: s.ID, Title: s.Title, Phase: s.Phase, Gate: s.Gate, Status: st, Attempt: rec.Attempt,
-			Started: firstStart(rec), Finished: rec.FinishedAt, Error: rec.Error})
+			Started: stepStart(rec), Finished: rec.FinishedAt, Error: rec.Error})
 		if s.ID == "endpoints.verify" {
 			var verified, rows int
 			if _, err := fmt.Sscan(rec.Outputs["verified"], &verified); err == nil {
@@ -672,11 +672,10 @@ func (p *Poster) boardView(run state.Run) BoardView {
 	return v
 }
 
-func firstStart(rec state.StepRecord) time.Time {
-	if len(rec.History) > 0 {
-		return rec.History[0].StartedAt
-	}
-	return rec.StartedAt
+// stepStart is when a step first started (across retries).
+func stepStart(rec state.StepRecord) time.Time {
+	start, _ := recovery.StepSpan(rec)
+	return start
 }
 
 // pacer is a token bucket per channel.

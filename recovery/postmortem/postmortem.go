@@ -92,14 +92,6 @@ func (in Input) end() time.Time {
 	return end
 }
 
-func stepSpan(rec state.StepRecord) (time.Time, time.Time) {
-	start := rec.StartedAt
-	if len(rec.History) > 0 {
-		start = rec.History[0].StartedAt
-	}
-	return start, rec.FinishedAt
-}
-
 // Render writes the post-mortem.
 func Render(in Input) string {
 	var b strings.Builder
@@ -155,7 +147,7 @@ func Render(in Input) string {
 				continue
 			}
 			n++
-			st, en := stepSpan(in.Steps[s.ID])
+			st, en := recovery.StepSpan(in.Steps[s.ID])
 			if !st.IsZero() && (start.IsZero() || st.Before(start)) {
 				start = st
 			}
@@ -181,7 +173,7 @@ func Render(in Input) string {
 	// measured durations.
 	actual := map[string]time.Duration{}
 	for _, s := range in.Book.Steps() {
-		st, en := stepSpan(in.Steps[s.ID])
+		st, en := recovery.StepSpan(in.Steps[s.ID])
 		if !st.IsZero() && !en.IsZero() {
 			actual[s.ID] = en.Sub(st)
 		} else {
@@ -197,7 +189,7 @@ func Render(in Input) string {
 	b.WriteString("\n## Steps\n\n| Step | Phase | Started | Duration | Attempts | Outcome |\n|---|---|---|---|---|---|\n")
 	for _, s := range in.Book.Steps() {
 		rec := in.Steps[s.ID]
-		st, en := stepSpan(rec)
+		st, en := recovery.StepSpan(rec)
 		dur := "—"
 		if !st.IsZero() && !en.IsZero() {
 			dur = short(en.Sub(st))
