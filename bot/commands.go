@@ -86,7 +86,7 @@ func (b *Bot) statusText(id string) string {
 		sort.Strings(failed)
 		total := len(b.eng.Runbook().ForMode(r.Mode).Steps())
 		line := fmt.Sprintf("%s *%s* `%s` — %s, %d/%d steps done, %d running, elapsed %s",
-			runEmoji[r.Status], r.Target, r.ID, r.Status, counts[state.StepSucceeded]+counts[state.StepSkipped], total, counts[state.StepRunning], short(b.clock().Sub(r.StartedAt)))
+			runEmoji[r.Status], r.Target, r.ID, r.Status, counts[state.StepSucceeded]+counts[state.StepSkipped], total, counts[state.StepRunning], recovery.ShortDuration(b.clock().Sub(r.StartedAt)))
 		if len(waiting) > 0 {
 			line += "\n  waiting for approval: " + strings.Join(waiting, ", ")
 		}
@@ -140,7 +140,7 @@ func (b *Bot) historyText() string {
 	if err := drills.WriteHistory(&sb, scores, b.cfg.MTTR.Budget.Std()); err != nil {
 		return ":x: " + err.Error()
 	}
-	out := "*Last runs* — time to recover against the " + short(b.cfg.MTTR.Budget.Std()) + " budget:\n```" + truncate(sb.String(), maxTextLen-400) + "```"
+	out := "*Last runs* — time to recover against the " + recovery.ShortDuration(b.cfg.MTTR.Budget.Std()) + " budget:\n```" + truncate(sb.String(), maxTextLen-400) + "```"
 	if len(active) > 0 {
 		out += "\nIn progress:\n" + strings.Join(active, "\n")
 	}

@@ -171,10 +171,10 @@ func Board(v BoardView) []slack.Block {
 	elapsed := end.Sub(run.StartedAt).Round(time.Second)
 	budget := ""
 	if v.Budget > 0 {
-		budget = fmt.Sprintf(" of the %s budget (%d%%)", short(v.Budget), int(100*elapsed/v.Budget))
+		budget = fmt.Sprintf(" of the %s budget (%d%%)", recovery.ShortDuration(v.Budget), int(100*elapsed/v.Budget))
 	}
 	blocks = append(blocks, section(fmt.Sprintf("%s *%s* · run `%s`\nStarted by <@%s> · elapsed *%s*%s",
-		runEmoji[run.Status], strings.ToUpper(string(run.Status)), run.ID, run.Initiator, short(elapsed), budget)))
+		runEmoji[run.Status], strings.ToUpper(string(run.Status)), run.ID, run.Initiator, recovery.ShortDuration(elapsed), budget)))
 	if run.Reason != "" {
 		blocks = append(blocks, contextLine("Reason: "+run.Reason))
 	}
@@ -192,9 +192,9 @@ func Board(v BoardView) []slack.Block {
 		dur := ""
 		switch {
 		case st == state.StepSucceeded && !start.IsZero():
-			dur = " · " + short(finish.Sub(start))
+			dur = " · " + recovery.ShortDuration(finish.Sub(start))
 		case !start.IsZero():
-			dur = " · " + short(end.Sub(start)) + " so far"
+			dur = " · " + recovery.ShortDuration(end.Sub(start)) + " so far"
 		}
 		done := 0
 		var lines []string
@@ -435,14 +435,6 @@ func titleCase(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-func short(d time.Duration) string {
-	d = d.Round(time.Second)
-	if d >= time.Minute && d%time.Minute == 0 {
-		return strings.TrimSuffix(d.String(), "0s")
-	}
-	return d.String()
 }
 
 func sortedFieldKeys(m map[string]string) []string {

@@ -95,25 +95,27 @@ func WritePlan(w io.Writer, header string, sched Schedule, budget time.Duration)
 			if len(r.Step.DependsOn) > 0 {
 				deps = strings.Join(r.Step.DependsOn, ", ")
 			}
-			fmt.Fprintf(&b, " %s %-22s %7s  at %7s  %s%s\n     after: %s\n", mark, r.Step.ID, short(r.Step.Estimate), "+"+short(r.Start), r.Step.Title, gate, deps)
+			fmt.Fprintf(&b, " %s %-22s %7s  at %7s  %s%s\n     after: %s\n", mark, r.Step.ID, ShortDuration(r.Step.Estimate), "+"+ShortDuration(r.Start), r.Step.Title, gate, deps)
 		}
 		fmt.Fprintln(&b)
 	}
 	fmt.Fprintf(&b, "Critical path (*): %s\n", strings.Join(sched.CriticalPath, " → "))
-	fmt.Fprintf(&b, "Estimated time to recover: %s (steps in parallel)\n", short(sched.Total))
-	fmt.Fprintf(&b, "Sequential sum:            %s (one step after another, as by hand)\n", short(sched.Sequential))
+	fmt.Fprintf(&b, "Estimated time to recover: %s (steps in parallel)\n", ShortDuration(sched.Total))
+	fmt.Fprintf(&b, "Sequential sum:            %s (one step after another, as by hand)\n", ShortDuration(sched.Sequential))
 	if budget > 0 {
 		verdict := "within"
 		if sched.Total > budget {
 			verdict = "OVER"
 		}
-		fmt.Fprintf(&b, "MTTR budget:               %s (%s budget, %.0f%% of it)\n", short(budget), verdict, 100*float64(sched.Total)/float64(budget))
+		fmt.Fprintf(&b, "MTTR budget:               %s (%s budget, %.0f%% of it)\n", ShortDuration(budget), verdict, 100*float64(sched.Total)/float64(budget))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func short(d time.Duration) string {
+// ShortDuration writes a duration for people: whole seconds, and "12m"
+// rather than "12m0s".
+func ShortDuration(d time.Duration) string {
 	d = d.Round(time.Second)
 	if d >= time.Minute && d%time.Minute == 0 {
 		return strings.TrimSuffix(d.String(), "0s")

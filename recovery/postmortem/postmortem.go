@@ -119,9 +119,9 @@ func Render(in Input) string {
 		if ttr > in.Budget {
 			verdict = "**over**"
 		}
-		budget = fmt.Sprintf(" against a budget of %s: %s budget (%d%%)", short(in.Budget), verdict, int(100*ttr/in.Budget))
+		budget = fmt.Sprintf(" against a budget of %s: %s budget (%d%%)", recovery.ShortDuration(in.Budget), verdict, int(100*ttr/in.Budget))
 	}
-	fmt.Fprintf(&b, "- Time to recover: **%s**%s\n", short(ttr), budget)
+	fmt.Fprintf(&b, "- Time to recover: **%s**%s\n", recovery.ShortDuration(ttr), budget)
 	retries, failures, skipped := 0, 0, 0
 	for _, ev := range in.Events {
 		switch ev.Kind {
@@ -160,11 +160,11 @@ func Render(in Input) string {
 		}
 		dur := "—"
 		if !start.IsZero() && !end.IsZero() {
-			dur = short(end.Sub(start))
+			dur = recovery.ShortDuration(end.Sub(start))
 		}
 		pb := "—"
 		if d := in.PhaseBudgets[string(p)]; d > 0 {
-			pb = short(d)
+			pb = recovery.ShortDuration(d)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", p, dur, pb, n)
 	}
@@ -192,7 +192,7 @@ func Render(in Input) string {
 		st, en := recovery.StepSpan(rec)
 		dur := "—"
 		if !st.IsZero() && !en.IsZero() {
-			dur = short(en.Sub(st))
+			dur = recovery.ShortDuration(en.Sub(st))
 		}
 		name := "`" + s.ID + "`"
 		if critical[s.ID] {
@@ -219,7 +219,7 @@ func Render(in Input) string {
 			}
 			waited := "—"
 			if at, ok := asked[fmt.Sprintf("%s/%d", ev.StepID, ev.Round)]; ok {
-				waited = short(ev.Time.Sub(at))
+				waited = recovery.ShortDuration(ev.Time.Sub(at))
 			}
 			reason := ev.Fields["reason"]
 			if reason == "" {
@@ -346,12 +346,4 @@ func clock(t time.Time) string {
 		return "—"
 	}
 	return t.UTC().Format("15:04:05")
-}
-
-func short(d time.Duration) string {
-	d = d.Round(time.Second)
-	if d >= time.Minute && d%time.Minute == 0 {
-		return strings.TrimSuffix(d.String(), "0s")
-	}
-	return d.String()
 }
