@@ -253,6 +253,8 @@ func (b *Bot) onCommand(ctx context.Context, sc slack.SlashCommand) {
 		b.override(ctx, sc, cmd)
 	case "postmortem":
 		b.postmortem(ctx, sc, cmd.RunID)
+	case "check":
+		b.check(ctx, sc, cmd)
 	}
 }
 

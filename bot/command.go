@@ -44,6 +44,8 @@ var commandSpecs = []commandSpec{
 		example: `/dr rollback --reason "primary region is healthy again"`, arg: "run", flags: map[string]bool{"reason": true}, needReason: true},
 	{name: "override", usage: `/dr override [run] --reason "…"`, summary: "let the cutover go ahead although a critical service is not Healthy (a cutover approver other than the initiator; audited), then Retry",
 		example: `/dr override --reason "payments is degraded in both regions"`, arg: "run", flags: map[string]bool{"reason": true}, needReason: true},
+	{name: "check", usage: "/dr check [target]", summary: "run the read-only readiness checks now (default: every target) and show the report to you",
+		example: "/dr check prod-eu", arg: "target"},
 	{name: "postmortem", usage: "/dr postmortem [run]", summary: "post the post-mortem of a run (default: the latest)", example: "/dr postmortem", arg: "run"},
 	{name: "help", usage: "/dr help", summary: "this list", example: "/dr help"},
 }

@@ -63,6 +63,9 @@ type Config struct {
 	Drills  []Drill          `yaml:"drills"`
 	MTTR    MTTR             `yaml:"mttr"`
 	Runbook Runbook          `yaml:"runbook"`
+	// Readiness is the scheduled read-only check that a recovery would
+	// work right now (`drbot check`, `/dr check`).
+	Readiness Readiness `yaml:"readiness"`
 
 	meta *loadInfo // behind a pointer so %+v of a Config stays short
 }
@@ -109,6 +112,10 @@ type Access struct {
 	Approvers     map[string][]string `yaml:"approvers" drbot:"required,keys=merge|cutover"` // gate → user or user-group ids
 	TwoPersonRule bool                `yaml:"two_person_rule" drbot:"default=true"`          // the initiator may not approve the cutover
 	Admins        []string            `yaml:"admins"`
+	// BreakGlass maps an operator name, given as `drbot run … -as NAME`
+	// when Slack is unreachable, to the Slack user whose permissions the
+	// CLI applies; every CLI action is audited under both.
+	BreakGlass map[string]string `yaml:"break_glass"`
 }
 
 // Target is one cluster drbot can recover (or rehearse recovering).
@@ -314,6 +321,16 @@ type Drill struct {
 	// PreApprove lists gates (merge, cutover) that drill runs of this
 	// drill's target pass without a person; never applies to recoveries.
 	PreApprove []string `yaml:"pre_approve"`
+}
+
+// Readiness schedules the read-only readiness check and says who hears
+// about it.
+type Readiness struct {
+	Schedule string   `yaml:"schedule" drbot:"default=0 7 * * *"` // 5-field cron or @descriptor; "off" disables the schedule
+	Timezone string   `yaml:"timezone" drbot:"default=UTC"`
+	Channel  string   `yaml:"channel"` // channel id (C…) or #name for the report; default slack.announce_channel
+	Owners   []string `yaml:"owners"`  // user or user-group ids mentioned when a check regresses
+	Targets  []string `yaml:"targets"` // targets to check; default every target
 }
 
 // MTTR is the recovery time budget the post-mortem scores against.

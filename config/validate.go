@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ func validate(c *Config, d *decoder) []Problem {
 	v.vault()
 	v.cutover("cutover", c.Cutover)
 	v.drills()
+	v.readiness()
 	v.mttr()
 	v.runbook()
 	return v.warnings
@@ -114,6 +116,11 @@ func (v *validator) access() {
 			}
 			v.principals(p, a.Approvers[gate])
 		}
+	}
+	for _, name := range sortedKeys(a.BreakGlass) {
+		p := "access.break_glass." + name
+		v.check(p, name, slugRe.MatchString(name), "want an operator name [a-z0-9-] as the key, got %q", name)
+		v.check(p, a.BreakGlass[name], userRe.MatchString(a.BreakGlass[name]), "want the operator's Slack user id (U…/W…), got %q", a.BreakGlass[name])
 	}
 	if cut := a.Approvers[GateCutover]; a.TwoPersonRule && len(cut) == 1 && userRe.MatchString(cut[0]) {
 		v.warnf("access.approvers."+GateCutover,
@@ -465,6 +472,33 @@ func (v *validator) drills() {
 	}
 }
 
+func (v *validator) readiness() {
+	r := &v.c.Readiness
+	if spec := strings.TrimSpace(r.Schedule); spec != "" && spec != "off" {
+		if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+			v.errf("readiness.schedule", "put the time zone in the timezone key, not in the schedule")
+		} else if _, err := cron.ParseStandard(spec); err != nil {
+			v.errf("readiness.schedule", `want a 5-field cron like "0 7 * * *", a descriptor like @daily, or off, got %q (%v)`, r.Schedule, err)
+		}
+	}
+	if _, err := time.LoadLocation(r.Timezone); err != nil || r.Timezone == "Local" || r.Timezone == "" {
+		v.errf("readiness.timezone", "want an IANA time zone like Europe/Berlin, got %q", r.Timezone)
+	}
+	if r.Channel != "" {
+		v.check("readiness.channel", r.Channel, channelRe.MatchString(r.Channel), "want a channel id (C…) or #name, got %q", r.Channel)
+	}
+	v.principals("readiness.owners", r.Owners)
+	var names []string
+	for _, t := range v.c.Targets {
+		names = append(names, t.Name)
+	}
+	for i, name := range r.Targets {
+		if _, ok := v.c.Target(name); !ok {
+			v.errf(fmt.Sprintf("readiness.targets[%d]", i), "unknown target %q%s; targets are %s", name, suggest(name, names, " "), strings.Join(names, ", "))
+		}
+	}
+}
+
 func (v *validator) mttr() {
 	m := v.c.MTTR
 	if m.Budget <= 0 {
@@ -520,4 +554,13 @@ func (v *validator) url(p, raw string, schemes ...string) bool {
 		return false
 	}
 	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -29,6 +29,11 @@ Usage:
   drbot plan     -config FILE [-target T] [-drill] [-live]
                                            show what a run would do and how long it should take
                                            (-live: also read AWS, GitLab and the charts, read-only)
+  drbot check    -config FILE [-target T]  read-only readiness checks: would a recovery work right now?
+  drbot run      -config FILE -as NAME start|status|approve|reject|retry|skip|abort|rollback …
+                                           break-glass: drive runs without Slack (audited)
+  drbot sandbox  [-services N] [-speed X] [-fail STEP] [-interactive]
+                                           a whole recovery on this machine against stand-ins
   drbot validate -config FILE [-secrets]   check a config file; every problem at once, with lines
   drbot state    -config FILE|-state PATH inspect [-run ID] | audit [-run ID] | history | postmortem RUN
                                            | backup PATH | restore [-force] s3://BUCKET/PREFIX[/KEY]
@@ -62,6 +67,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPlan(args[1:], stdout, stderr)
 	case "validate":
 		err = cmdValidate(args[1:], stdout, stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout, stderr)
+	case "run":
+		err = cmdRun(args[1:], stdout, stderr)
+	case "sandbox":
+		err = cmdSandbox(args[1:], stdout, stderr)
 	case "state":
 		err = cmdState(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
