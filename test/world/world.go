@@ -76,6 +76,9 @@ type Options struct {
 	Services int
 	// AWS tunes the AWS stand-in (delays, strict auth); AccountID is set.
 	AWS awsfake.Options
+	// Latency is how long the far ends take (already scaled); it fills
+	// the AWS delays that AWS leaves zero.
+	Latency Latencies
 	// ArgoPoll is how often the Argo CD stand-in polls Git and reconciles
 	// (default 250ms).
 	ArgoPoll time.Duration
@@ -129,6 +132,7 @@ func Start(t testing.TB, opts Options) *World {
 
 	awsOpts := opts.AWS
 	awsOpts.AccountID = Account
+	opts.Latency.applyAWS(&awsOpts)
 	w.AWS = awsfake.New(t, awsOpts)
 	w.AWS.AddIdentity(drbotKey, drbotSecret, "arn:aws:sts::"+Account+":assumed-role/drbot/drbot-world")
 	w.AWS.AddIdentity(adminKey, adminSecret, "arn:aws:iam::"+Account+":user/world-admin")
