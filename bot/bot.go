@@ -362,23 +362,29 @@ func (b *Bot) launch(ctx context.Context, target *config.Target, drill bool, ini
 	if initiatorName == "" {
 		initiatorName = initiator
 	}
-	topic := fmt.Sprintf("%s of %s · run %s · started by @%s", modeWord(mode), target.Name, run.ID, initiatorName)
+	b.setUpChannel(ctx, ch.ID, run, target, initiatorName, extraInvites)
+	return run, nil
+}
+
+// setUpChannel gives a run's new channel its topic and purpose and invites
+// the responders (best effort: a failure is logged, the run goes on).
+func (b *Bot) setUpChannel(ctx context.Context, channelID string, run state.Run, target *config.Target, initiatorName string, extraInvites []string) {
+	topic := fmt.Sprintf("%s of %s · run %s · started by @%s", modeWord(run.Mode), target.Name, run.ID, initiatorName)
 	if err := retrySlack(ctx, func() error {
-		_, err := b.api.SetTopicOfConversationContext(ctx, ch.ID, truncate(topic, 250))
+		_, err := b.api.SetTopicOfConversationContext(ctx, channelID, truncate(topic, 250))
 		return err
 	}); err != nil {
 		b.log.Warn("setting channel topic", "err", err)
 	}
-	purpose := fmt.Sprintf("Recover %s (%s/%s) into %s in %s. Reason: %s", target.Name, target.Primary.Region, target.Primary.Cluster, target.DR.ClusterName, target.DR.Region, orDash(reason))
+	purpose := fmt.Sprintf("Recover %s (%s/%s) into %s in %s. Reason: %s", target.Name, target.Primary.Region, target.Primary.Cluster, target.DR.ClusterName, target.DR.Region, orDash(run.Reason))
 	if err := retrySlack(ctx, func() error {
-		_, err := b.api.SetPurposeOfConversationContext(ctx, ch.ID, truncate(purpose, 250))
+		_, err := b.api.SetPurposeOfConversationContext(ctx, channelID, truncate(purpose, 250))
 		return err
 	}); err != nil {
 		b.log.Warn("setting channel purpose", "err", err)
 	}
-	invites := append([]string{initiator}, b.cfg.Slack.Invite...)
-	b.invite(ctx, ch.ID, append(invites, extraInvites...))
-	return run, nil
+	invites := append([]string{run.Initiator}, b.cfg.Slack.Invite...)
+	b.invite(ctx, channelID, append(invites, extraInvites...))
 }
 
 // StartDrill starts a scheduled (or Run now) drill: the drill-… channel,

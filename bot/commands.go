@@ -95,6 +95,8 @@ func (b *Bot) statusText(id string) string {
 		}
 		if r.Slack.ChannelID != "" {
 			line += fmt.Sprintf("\n  channel: <#%s>", r.Slack.ChannelID)
+		} else if r.Slack.ChannelName != "" {
+			line += fmt.Sprintf("\n  channel: #%s, created when drbot reaches Slack", r.Slack.ChannelName)
 		}
 		out = append(out, line)
 	}

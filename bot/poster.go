@@ -53,6 +53,10 @@ type Poster struct {
 	boardMu    sync.Mutex
 	boardDirty map[string]bool
 	boardWake  chan struct{}
+
+	// openChannel creates the channel of a run started while Slack was
+	// unreachable (see SetChannelOpener).
+	openChannel func(ctx context.Context, run state.Run) (string, error)
 }
 
 // PosterOptions tune the poster.
@@ -110,10 +114,14 @@ func (p *Poster) Notify(ctx context.Context, ev recovery.Event) (string, error) 
 	if ev.RunID == "" && strings.HasPrefix(string(ev.Kind), "drill.") {
 		return p.postDrill(ctx, ev)
 	}
-	ch := run.Slack.ChannelID
+	ch, err := p.channelOf(ctx, run, refs)
+	if err != nil {
+		return "", p.mark(err)
+	}
 	if ch == "" {
 		return "no-channel", nil // a run not started from Slack
 	}
+	run.Slack.ChannelID = ch
 	if err := p.ensureRoots(ctx, run, refs); err != nil {
 		return "", p.mark(err)
 	}
@@ -635,6 +643,9 @@ func (p *Poster) RefreshBoard(ctx context.Context, runID string) error {
 	})
 	if err != nil || refs["board"] == "" {
 		return err
+	}
+	if run.Slack.ChannelID == "" {
+		run.Slack.ChannelID = refs[channelRef] // opened after the run started
 	}
 	return p.update(ctx, run.Slack.ChannelID, refs["board"], slack.MsgOptionText("Status board", false), slack.MsgOptionBlocks(Board(p.boardView(run))...))
 }

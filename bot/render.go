@@ -377,9 +377,10 @@ func FailureBlocks(ev recovery.Event, failures int, decided *state.Decision) []s
 var decidedWords = map[string]string{"approve": "Approved", "reject": "Rejected", "retry": "Retried", "skip": "Skipped", "abort": "Aborted"}
 
 func decidedLine(d state.Decision) string {
-	line := fmt.Sprintf("%s by <@%s> at %s", decidedWords[d.Kind], d.By, d.DecidedAt.UTC().Format("15:04 UTC"))
-	if d.Reason != "" {
-		line += " — " + d.Reason
+	via, reason := splitVia(d.Reason)
+	line := fmt.Sprintf("%s by <@%s>%s at %s", decidedWords[d.Kind], d.By, viaSuffix(via), d.DecidedAt.UTC().Format("15:04 UTC"))
+	if reason != "" {
+		line += " — " + reason
 	}
 	return line
 }

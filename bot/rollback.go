@@ -48,32 +48,34 @@ func (b *Bot) enqueue(evs ...recovery.Event) error {
 // than the requester to confirm the rollback (the same rules as the
 // cutover gate).
 func (b *Bot) requestRollback(ctx context.Context, sc slack.SlashCommand, cmd Command) {
+	text, _ := b.rollbackRequest(ctx, sc.UserID, cmd.RunID, cmd.Reason)
+	b.reply(ctx, sc.ResponseURL, text)
+}
+
+// rollbackRequest records user's request to roll a run back; text answers
+// them, ok says whether the request was recorded.
+func (b *Bot) rollbackRequest(ctx context.Context, user, runID, reason string) (text string, ok bool) {
 	if b.rollback == nil {
-		b.reply(ctx, sc.ResponseURL, ":warning: rollback is not available in this drbot (the cutover integration is not wired)")
-		return
+		return ":warning: rollback is not available in this drbot (the cutover integration is not wired)", false
 	}
-	run, err := b.findLatest(cmd.RunID)
+	run, err := b.findLatest(runID)
 	if err != nil {
-		b.reply(ctx, sc.ResponseURL, ":warning: "+err.Error())
-		return
+		return ":warning: " + err.Error(), false
 	}
 	var rec state.StepRecord
 	_ = b.store.View(func(tx *state.Tx) (err error) { rec, _, err = tx.Step(run.ID, rollbackRecordStep); return })
 	if rec.Outputs[rollbackRecordKey] == "" {
-		b.reply(ctx, sc.ResponseURL, fmt.Sprintf(":warning: run `%s` has no rollback record: its cutover was never planned, so nothing was changed.", run.ID))
-		return
+		return fmt.Sprintf(":warning: run `%s` has no rollback record: its cutover was never planned, so nothing was changed.", run.ID), false
 	}
 	var apply state.StepRecord
 	_ = b.store.View(func(tx *state.Tx) (err error) { apply, _, err = tx.Step(run.ID, "endpoints.apply"); return })
 	if apply.Status == state.StepRunning {
-		b.reply(ctx, sc.ResponseURL, fmt.Sprintf(":hourglass: the cutover of `%s` is being applied right now; abort the run or wait for the step to end, then roll back.", run.ID))
-		return
+		return fmt.Sprintf(":hourglass: the cutover of `%s` is being applied right now; abort the run or wait for the step to end, then roll back.", run.ID), false
 	}
-	if err := b.policy.CanStart(ctx, sc.UserID); err != nil {
-		if err2 := b.policy.CanDecide(ctx, run, recovery.Step{Gate: recovery.GateCutover}, recovery.DecideReject, sc.UserID); err2 != nil {
-			b.audit(state.AuditEntry{Actor: sc.UserID, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": err.Error()}})
-			b.reply(ctx, sc.ResponseURL, ":no_entry: You may not request a rollback: "+err.Error())
-			return
+	if err := b.policy.CanStart(ctx, user); err != nil {
+		if err2 := b.policy.CanDecide(ctx, run, recovery.Step{Gate: recovery.GateCutover}, recovery.DecideReject, user); err2 != nil {
+			b.audit(state.AuditEntry{Actor: user, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": err.Error()}})
+			return ":no_entry: You may not request a rollback: " + err.Error(), false
 		}
 	}
 	var n int
@@ -85,21 +87,20 @@ func (b *Bot) requestRollback(ctx context.Context, sc slack.SlashCommand, cmd Co
 		if err := tx.PutKV(key, strconv.Itoa(n)); err != nil {
 			return err
 		}
-		if err := tx.PutKV(fmt.Sprintf("rollback/%s/%d/by", run.ID, n), sc.UserID); err != nil {
+		if err := tx.PutKV(fmt.Sprintf("rollback/%s/%d/by", run.ID, n), user); err != nil {
 			return err
 		}
-		if err := tx.Audit(state.AuditEntry{Actor: sc.UserID, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "recorded", Detail: map[string]string{"reason": cmd.Reason}}); err != nil {
+		if err := tx.Audit(state.AuditEntry{Actor: user, Action: "rollback.request", RunID: run.ID, Target: run.Target, Result: "recorded", Detail: map[string]string{"reason": reason}}); err != nil {
 			return err
 		}
 		return recovery.Enqueue(tx, recovery.Event{Key: fmt.Sprintf("%s/rollback/%d/requested", run.ID, n), Kind: EventRollbackRequested, RunID: run.ID, Target: run.Target,
-			Mode: run.Mode, Phase: recovery.PhaseCutover, Actor: sc.UserID, Round: n, Time: b.clock(), Message: cmd.Reason,
-			Fields: map[string]string{"reason": cmd.Reason, "table": rollbackTable(rec.Outputs["table"])}})
+			Mode: run.Mode, Phase: recovery.PhaseCutover, Actor: user, Round: n, Time: b.clock(), Message: reason,
+			Fields: map[string]string{"reason": reason, "table": rollbackTable(rec.Outputs["table"])}})
 	})
 	if err != nil {
-		b.reply(ctx, sc.ResponseURL, ":x: "+err.Error())
-		return
+		return ":x: " + err.Error(), false
 	}
-	b.reply(ctx, sc.ResponseURL, fmt.Sprintf("Rollback of `%s` requested: a cutover approver other than you must confirm it in <#%s>.", run.ID, run.Slack.ChannelID))
+	return fmt.Sprintf("Rollback of `%s` requested: a cutover approver other than you must confirm it in <#%s>.", run.ID, run.Slack.ChannelID), true
 }
 
 // rollbackTable turns the plan's "current → new" table around for people.
@@ -129,6 +130,15 @@ func rollbackKey(runID string, n int) string { return fmt.Sprintf("%s/rollback/%
 // decideRollback records the first decision on a rollback request and, on
 // approval, runs it, reporting through the outbox.
 func (b *Bot) decideRollback(ctx context.Context, cb slack.InteractionCallback, v ButtonValue, approve bool) {
+	if text := b.rollbackDecision(ctx, cb.User.ID, v, approve, ""); text != "" {
+		b.reply(ctx, cb.ResponseURL, text)
+	}
+}
+
+// rollbackDecision records user's decision on rollback request v.Round
+// (via says how it was made, when not in Slack). It answers "" when the
+// decision was recorded, else why not.
+func (b *Bot) rollbackDecision(ctx context.Context, user string, v ButtonValue, approve bool, via string) string {
 	var run state.Run
 	var rec state.StepRecord
 	_ = b.store.View(func(tx *state.Tx) error {
@@ -140,50 +150,47 @@ func (b *Bot) decideRollback(ctx context.Context, cb slack.InteractionCallback, 
 	if approve {
 		kind = recovery.DecideApprove
 	}
-	if err := b.policy.CanDecide(ctx, run, recovery.Step{Gate: recovery.GateCutover}, kind, cb.User.ID); err != nil {
-		b.audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback." + string(kind), RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": err.Error()}})
-		b.reply(ctx, cb.ResponseURL, ":no_entry: "+err.Error())
-		return
+	if err := b.policy.CanDecide(ctx, run, recovery.Step{Gate: recovery.GateCutover}, kind, user); err != nil {
+		b.audit(state.AuditEntry{Actor: user, Action: "rollback." + string(kind), RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": err.Error()}})
+		return ":no_entry: " + err.Error()
 	}
 	var requester string
 	_ = b.store.View(func(tx *state.Tx) error {
 		requester, _ = tx.KV(fmt.Sprintf("rollback/%s/%d/by", run.ID, v.Round)) // the requester of this round
 		return nil
 	})
-	if approve && cb.User.ID == requester && b.cfg.Access.TwoPersonRule {
-		b.audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback.approve", RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": "two-person rule"}})
-		b.reply(ctx, cb.ResponseURL, ":no_entry: two-person rule: you requested this rollback, so someone else must confirm it")
-		return
+	if approve && user == requester && b.cfg.Access.TwoPersonRule {
+		b.audit(state.AuditEntry{Actor: user, Action: "rollback.approve", RunID: run.ID, Target: run.Target, Result: "denied", Detail: map[string]string{"why": "two-person rule"}})
+		return ":no_entry: two-person rule: you requested this rollback, so someone else must confirm it"
 	}
 	var won bool
 	var standing state.Decision
 	err := b.store.Update(func(tx *state.Tx) error {
 		var err error
-		standing, won, err = tx.Decide(state.Decision{Key: rollbackKey(run.ID, v.Round), RunID: run.ID, StepID: "rollback", Kind: string(kind), By: cb.User.ID})
+		standing, won, err = tx.Decide(state.Decision{Key: rollbackKey(run.ID, v.Round), RunID: run.ID, StepID: "rollback", Kind: string(kind), By: user, Reason: via})
 		if err != nil || !won {
 			return err
 		}
-		if err := tx.Audit(state.AuditEntry{Actor: cb.User.ID, Action: "rollback." + string(kind), RunID: run.ID, Target: run.Target, Result: "recorded"}); err != nil {
+		if err := tx.Audit(state.AuditEntry{Actor: user, Action: "rollback." + string(kind), RunID: run.ID, Target: run.Target, Result: "recorded", Detail: viaDetail(via)}); err != nil {
 			return err
 		}
 		evKind := EventRollbackProgress
-		msg := "rollback approved by <@" + cb.User.ID + ">; restoring the values from before the cutover"
+		by := "<@" + user + ">" + viaSuffix(via)
+		msg := "rollback approved by " + by + "; restoring the values from before the cutover"
 		if !approve {
-			evKind, msg = EventRollbackRejected, "rollback rejected by <@"+cb.User.ID+">; the cutover stays"
+			evKind, msg = EventRollbackRejected, "rollback rejected by "+by+"; the cutover stays"
 		}
 		return recovery.Enqueue(tx, recovery.Event{Key: rollbackKey(run.ID, v.Round) + "/decided", Kind: evKind, RunID: run.ID, Target: run.Target, Mode: run.Mode,
-			Phase: recovery.PhaseCutover, Actor: cb.User.ID, Round: v.Round, Time: b.clock(), Message: msg, Fields: map[string]string{"on": "rollback"}})
+			Phase: recovery.PhaseCutover, Actor: user, Round: v.Round, Time: b.clock(), Message: msg, Fields: map[string]string{"on": "rollback"}})
 	})
 	b.wakePoster()
 	switch {
 	case err != nil:
-		b.reply(ctx, cb.ResponseURL, ":x: "+err.Error())
-		return
+		return ":x: " + err.Error()
 	case !won:
-		b.reply(ctx, cb.ResponseURL, fmt.Sprintf("Already decided: %s by <@%s>.", decidedWords[standing.Kind], standing.By))
-		return
+		return fmt.Sprintf("Already decided: %s by <@%s>.", decidedWords[standing.Kind], standing.By)
 	case !approve:
-		return
+		return ""
 	}
 	seq := 0
 	progress := func(line string) {
@@ -194,7 +201,8 @@ func (b *Bot) decideRollback(ctx context.Context, cb slack.InteractionCallback, 
 	}
 	// The rollback waits for Route 53 and CloudFront for many minutes: it
 	// runs on drbot's own lifetime, not the click's.
-	go b.runRollback(run, v, cb.User.ID, rec.Outputs[rollbackRecordKey], progress)
+	go b.runRollback(run, v, user, rec.Outputs[rollbackRecordKey], progress)
+	return ""
 }
 
 func (b *Bot) runRollback(run state.Run, v ButtonValue, by, record string, progress func(string)) {
