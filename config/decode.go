@@ -25,7 +25,16 @@ type decoder struct {
 	pos      map[string]position // dotted path → where it was written
 	bad      map[string]bool     // paths that already have a problem
 	secrets  []secretRef
+	// merging holds the mappings whose << keys are being expanded: a
+	// mapping that merges itself (slack: &s {<<: *s}) would recurse until
+	// the stack overflows. merges counts expansions, so that nested
+	// <<: [*a, *a] cannot grow exponentially.
+	merging map[*yaml.Node]bool
+	merges  int
 }
+
+// maxMerges bounds << expansions in one file; real configs use a handful.
+const maxMerges = 10000
 
 type secretRef struct {
 	path   string
@@ -34,7 +43,7 @@ type secretRef struct {
 }
 
 func newDecoder() *decoder {
-	return &decoder{pos: map[string]position{}, bad: map[string]bool{}}
+	return &decoder{pos: map[string]position{}, bad: map[string]bool{}, merging: map[*yaml.Node]bool{}}
 }
 
 func posOf(n *yaml.Node) position { return position{n.Line, n.Column} }
@@ -333,6 +342,8 @@ func (d *decoder) entries(n *yaml.Node, path string) []entry {
 	var out []entry
 	seen := map[string]*yaml.Node{}
 	var merges []*yaml.Node
+	d.merging[n] = true
+	defer delete(d.merging, n)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
@@ -366,6 +377,14 @@ func (d *decoder) entries(n *yaml.Node, path string) []entry {
 			if src.Kind != yaml.MappingNode {
 				d.errAt(m, path, "<< merges a mapping, got %s", describe(src))
 				continue
+			}
+			if d.merging[src] {
+				d.errAt(m, path, "<< merges a mapping into itself")
+				continue
+			}
+			if d.merges++; d.merges > maxMerges {
+				d.errAt(m, path, "more than %d << merges", maxMerges)
+				return out
 			}
 			for _, e := range d.entries(src, path) {
 				if _, ok := seen[e.name]; !ok {
