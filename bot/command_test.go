@@ -64,7 +64,7 @@ func TestHelpListsEveryCommandWithAnExample(t *testing.T) {
 }
 
 func FuzzParseCommand(f *testing.F) {
-	for _, seed := range []string{"", "start prod-eu --drill --reason \"x y\"", "abort --reason=", "—", "\"", "plan --drill=1", "status \u00a0 r1"} {
+	for _, seed := range []string{"", "start prod-eu --drill --reason \"x y\"", "abort --reason=", "—", "\"", "plan --drill=1", "status \u00a0 r1", "check prod-eu", "override r1 —reason=“x”"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
@@ -82,8 +82,32 @@ func FuzzParseCommand(f *testing.F) {
 		if _, ok := specFor(cmd.Name); !ok {
 			t.Fatalf("ParseCommand(%q) = unknown command %q", text, cmd.Name)
 		}
-		if cmd.Name == "abort" && cmd.Reason == "" {
-			t.Fatalf("abort without a reason accepted: %q", text)
+		if spec, _ := specFor(cmd.Name); spec.needReason && cmd.Reason == "" {
+			t.Fatalf("%s without a reason accepted: %q", cmd.Name, text)
+		}
+		// The canonical form of what was understood means the same thing.
+		again, err := ParseCommand(formatCommand(cmd))
+		if err != nil || again != cmd {
+			t.Fatalf("ParseCommand(%q) = %+v, but its canonical form %q parses to %+v, %v", text, cmd, formatCommand(cmd), again, err)
 		}
 	})
+}
+
+// formatCommand writes a Command the way a person would type it.
+func formatCommand(c Command) string {
+	parts := []string{c.Name}
+	spec, _ := specFor(c.Name)
+	switch {
+	case spec.arg == "target" && c.Target != "":
+		parts = append(parts, `"`+c.Target+`"`)
+	case spec.arg == "run" && c.RunID != "":
+		parts = append(parts, `"`+c.RunID+`"`)
+	}
+	if c.Drill {
+		parts = append(parts, "--drill")
+	}
+	if c.Reason != "" {
+		parts = append(parts, `--reason "`+c.Reason+`"`)
+	}
+	return strings.Join(parts, " ")
 }
