@@ -35,6 +35,8 @@ type Bot struct {
 	drills   DrillControl
 	rollback RollbackFunc
 	wake     func()
+	// readiness runs the readiness checks for /dr check (SetReadiness).
+	readiness ReadinessFunc
 
 	connected atomic.Bool // Socket Mode is connected (for /readyz)
 	// ctx is drbot's lifetime, for work that outlives a click (a rollback).
@@ -326,6 +328,9 @@ func (b *Bot) start(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 	if held, busy := b.activeRun(target.Name); busy {
 		b.reply(ctx, sc.ResponseURL, busyText(held))
 		return
+	}
+	if note := b.readinessStartNote(); note != "" {
+		b.reply(ctx, sc.ResponseURL, note) // a ❌ warns: the recovery starts all the same
 	}
 	run, err := b.launch(ctx, target, cmd.Drill, sc.UserID, sc.UserName, cmd.Reason, sc.ChannelID, nil, "")
 	var busyErr *recovery.BusyError

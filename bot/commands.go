@@ -118,7 +118,11 @@ func (b *Bot) planText(cmd Command) string {
 	if err := recovery.WritePlan(&sb, header, b.eng.Runbook().ForMode(mode).Schedule(), b.cfg.MTTR.Budget.Std()); err != nil {
 		return ":x: " + err.Error()
 	}
-	return "```" + truncate(sb.String(), maxTextLen-10) + "```"
+	out := "```" + truncate(sb.String(), maxTextLen-10) + "```"
+	if note, _ := b.readinessNote(); note != "" {
+		out += "\n" + note
+	}
+	return out
 }
 
 func (b *Bot) historyText() string {
@@ -132,7 +136,11 @@ func (b *Bot) historyText() string {
 			active = append(active, fmt.Sprintf("%s `%s` %s %s · %s · by <@%s>", runEmoji[r.Status], r.ID, strings.ToLower(modeWord(r.Mode)), r.Target, r.Status, r.Initiator))
 		}
 	}
+	ready := b.readinessHistory()
 	if len(scores) == 0 && len(active) == 0 {
+		if ready != "" {
+			return "No runs yet.\n" + ready
+		}
 		return "No runs yet."
 	}
 	if len(scores) > 10 {
@@ -145,6 +153,9 @@ func (b *Bot) historyText() string {
 	out := "*Last runs* — time to recover against the " + recovery.ShortDuration(b.cfg.MTTR.Budget.Std()) + " budget:\n```" + truncate(sb.String(), maxTextLen-400) + "```"
 	if len(active) > 0 {
 		out += "\nIn progress:\n" + strings.Join(active, "\n")
+	}
+	if ready != "" {
+		out += "\n" + ready
 	}
 	return out
 }

@@ -42,4 +42,7 @@ type Report struct {
 	At      time.Time `json:"at"`
 	Trigger string    `json:"trigger"` // "schedule", "cli", "slack:<user>"
 	Results []Result  `json:"results"`
+	// Regressions are the results that passed in the previous report and
+	// fail in this one (filled when the report is saved).
+	Regressions []Result `json:"regressions,omitempty"`
 }

@@ -33,7 +33,7 @@ var (
 	bucketDedupe    = []byte("dedupe")
 	bucketMessages  = []byte("messages")
 	bucketKV        = []byte("kv")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketAudit, bucketLocks, bucketDedupe, bucketMessages, bucketKV}
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketAudit, bucketLocks, bucketDedupe, bucketMessages, bucketKV, bucketReadiness}
 	keySchema       = []byte("schema_version")
 )
 

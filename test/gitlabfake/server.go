@@ -61,6 +61,8 @@ type Server struct {
 	nextNoteID      int64
 	commitSeq       int64
 	subs            map[subKey][]chan string
+	tokens          map[int64]*tokenInfo // user id -> its token's scopes (see tokens.go)
+	access          map[accessKey]int64  // project member access levels (see tokens.go)
 	calls           []Call
 	unexpected      []string
 	allowUnexpected bool
@@ -236,6 +238,9 @@ func (s *Server) decode(r *http.Request) (*request, *response) {
 		return req, &response{status: http.StatusUnauthorized, body: message("401 Unauthorized")}
 	}
 	req.user = u
+	if resp := s.checkScope(req); resp != nil {
+		return req, resp
+	}
 
 	p, err := parseParams(r)
 	if err != nil {
@@ -250,6 +255,8 @@ func (s *Server) route(req *request) *response {
 	switch {
 	case len(segs) == 1 && segs[0] == "user" && req.method == http.MethodGet:
 		return ok(s.userJSON(req.user))
+	case len(segs) == 2 && segs[0] == "personal_access_tokens" && segs[1] == "self" && req.method == http.MethodGet:
+		return ok(s.tokenJSON(req.user))
 	case len(segs) >= 2 && segs[0] == "projects":
 		p := s.lookupProject(segs[1])
 		if p == nil {
@@ -280,7 +287,9 @@ func (s *Server) routeProject(req *request, p *project, segs []string) *response
 
 	switch {
 	case is(get):
-		return ok(s.projectJSON(p))
+		body := s.projectJSON(p)
+		body["permissions"] = s.permissionsJSON(p, req.user)
+		return ok(body)
 	case is(get, "repository", "tree"):
 		return s.listTree(req, p)
 	case is(get, "repository", "files", "*", "raw"):

@@ -153,7 +153,7 @@ func (r *runner) run(args []string) error {
 	case "init":
 		return r.init(rest)
 	}
-	if _, err := os.Stat(filepath.Join(r.dir, ".terraform")); err != nil {
+	if _, err := os.Stat(r.dataDir()); err != nil {
 		return fail("Error: Backend initialization required, please run \"terraform init\"")
 	}
 	switch cmd {
@@ -169,6 +169,8 @@ func (r *runner) run(args []string) error {
 		return r.apply(rest, true)
 	case "output":
 		return r.output(rest)
+	case "validate":
+		return r.validate(rest)
 	}
 	return unexpected("command %q is not supported", cmd)
 }
@@ -215,7 +217,7 @@ func (r *runner) init(args []string) error {
 	if _, err := r.module(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(r.dir, ".terraform", "providers"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(r.dataDir(), "providers"), 0o755); err != nil {
 		return err
 	}
 	fmt.Fprint(r.out, "\nInitializing the backend...\n\nInitializing provider plugins...\n- Using previously-installed hashicorp/aws v5.80.0\n\nTerraform has been successfully initialized!\n")

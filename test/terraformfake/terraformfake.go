@@ -51,6 +51,9 @@ type Module struct {
 	// FailApply, when set, makes apply print this error and exit 1 without
 	// changing state.
 	FailApply string `json:"fail_apply,omitempty"`
+	// ValidateErrors, when set, make `validate -json` report the module
+	// invalid with one error diagnostic each.
+	ValidateErrors []string `json:"validate_errors,omitempty"`
 }
 
 // Resource is one managed resource of the fake module.
