@@ -128,7 +128,10 @@ type Step struct {
 	ID    string
 	Title string
 	Phase string
-	Drill bool // runs only in drills
+	// DependsOn and Gate are copied from the runbook table.
+	DependsOn []string
+	Gate      string
+	Drill     bool // runs only in drills
 	Need  Need
 	Doc   Doc
 }

@@ -130,6 +130,7 @@ func Permissions() permissions.Set {
 		d := declarations[s.ID]
 		d.ID, d.Title, d.Phase = s.ID, s.Title, string(s.Phase)
 		d.Drill = len(s.Modes) > 0
+		d.DependsOn, d.Gate = s.DependsOn, string(s.Gate)
 		steps = append(steps, d)
 	}
 	return permissions.Set{Steps: steps, Other: other}
@@ -446,7 +447,7 @@ var other = map[string]permissions.Need{
 		// The bot scopes of manifests/slack-app.yaml; test/manifests keeps
 		// them equal to the Slack methods the code calls.
 		Slack: []string{"commands", "chat:write", "channels:manage", "channels:read", "channels:history",
-			"groups:read", "groups:write", "groups:history", "pins:write", "usergroups:read", "files:write"},
+			"groups:read", "groups:write", "groups:history", "pins:write", "usergroups:read", "users:read", "files:write"},
 	},
 	"state.backup": {
 		AWS: []permissions.AWS{

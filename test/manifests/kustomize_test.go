@@ -28,6 +28,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/permissions"
+	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/test/kubeenv"
 )
 
@@ -94,7 +96,7 @@ func TestRenderedBaseHoldsEveryObjectDrbotNeeds(t *testing.T) {
 			t.Errorf("the base renders Secret %s: tokens come from secret-tokens.template.yaml, never from the base", o.GetName())
 		}
 	}
-	for _, want := range []string{"Namespace/drbot", "ServiceAccount/drbot", "Role/drbot-lease", "RoleBinding/drbot-lease",
+	for _, want := range []string{"Namespace/drbot", "ServiceAccount/drbot", "ClusterRole/drbot", "ClusterRoleBinding/drbot",
 		"Role/drbot", "RoleBinding/drbot", "PersistentVolumeClaim/drbot-state", "Deployment/drbot", "NetworkPolicy/drbot",
 		"PodDisruptionBudget/drbot"} {
 		if !slices.Contains(kinds, want) {
@@ -294,7 +296,7 @@ func TestRenderedBaseIsAcceptedByTheAPIServer(t *testing.T) {
 	objs := render(t)
 	c := kubeenv.Start(t, kubeenv.WithName("mgmt"), kubeenv.WithCRDs(""))
 	t.Run("DryRunAcceptsEveryObject", func(t *testing.T) { testDryRun(t, c, objs) })
-	t.Run("RBACGrantsDrbotOnlyItsLeaseAndArgoCDObjects", func(t *testing.T) { testRBAC(t, c, objs) })
+	t.Run("RBACGrantsDrbotExactlyItsDeclaredRules", func(t *testing.T) { testRBAC(t, c, objs) })
 }
 
 func testDryRun(t *testing.T, c *kubeenv.Cluster, objs []*unstructured.Unstructured) {
@@ -357,7 +359,7 @@ func testRBAC(t *testing.T, c *kubeenv.Cluster, objs []*unstructured.Unstructure
 	}
 	for _, o := range objs {
 		switch o.GetKind() {
-		case "Namespace", "ServiceAccount", "Role", "RoleBinding":
+		case "Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
 			if err := d.apply(ctx, o, false); err != nil {
 				t.Fatalf("applying %s %s: %v", o.GetKind(), o.GetName(), err)
 			}
@@ -368,23 +370,31 @@ func testRBAC(t *testing.T, c *kubeenv.Cluster, objs []*unstructured.Unstructure
 		ns, group, resource, verb, name string
 		allowed                         bool
 	}
-	for i, ck := range []check{
-		{"argocd", "", "secrets", "create", "", true},
-		{"argocd", "", "secrets", "list", "", true},
-		{"argocd", "", "secrets", "delete", "cluster-drill-eu-dr", true},
-		{"argocd", "argoproj.io", "applications", "watch", "", true},
-		{"argocd", "argoproj.io", "applications", "patch", "dr-app-of-apps", true},
-		{"argocd", "argoproj.io", "applications", "delete", "payments-api", true},
-		{"drbot", "coordination.k8s.io", "leases", "update", "drbot", true},
-		{"drbot", "coordination.k8s.io", "leases", "create", "", true},
-		{"drbot", "coordination.k8s.io", "leases", "update", "someone-else", false},
+	// Every verb the permission declaration gives drbot in the management cluster is granted (namespaced
+	// rules first: SelfSubjectAccessReviews are every user's anyway, so they cannot be the one waited for)...
+	var checks []check
+	for _, r := range standard.Permissions().KubeRules(permissions.Management) {
+		for _, v := range r.Verbs {
+			ck := check{permissions.Expand(r.Namespace, permissions.RenderVars), r.APIGroup, r.Resources[0], v, "", true}
+			if ck.ns == "" {
+				checks = append(checks, ck)
+			} else {
+				checks = append([]check{ck}, checks...)
+			}
+		}
+	}
+	// ... and nothing more.
+	checks = append(checks, []check{
+		{"drbot", "coordination.k8s.io", "leases", "update", "drbot", false},
 		{"drbot", "", "secrets", "get", "drbot-tokens", false},
 		{"kube-system", "", "secrets", "list", "", false},
+		{"argocd", "", "secrets", "update", "argocd-secret", false},
 		{"argocd", "argoproj.io", "appprojects", "update", "default", false},
 		{"argocd", "", "pods", "list", "", false},
 		{"", "", "nodes", "list", "", false},
 		{"", "rbac.authorization.k8s.io", "clusterrolebindings", "create", "", false},
-	} {
+	}...)
+	for i, ck := range checks {
 		if i == 0 && !ck.allowed {
 			t.Fatal("the first check must be a grant: it is the one waited for")
 		}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/slack-go/slack"
 	"sigs.k8s.io/yaml"
+
+	"github.com/drbot/drbot/recovery/standard"
 )
 
 // slackMethodScopes maps each slack-go Client method drbot may call to the bot scopes Slack requires for
@@ -37,6 +39,9 @@ var slackMethodScopes = map[string][]string{
 	"GetUserGroupMembersContext":       {"usergroups:read"},                    // usergroups.users.list
 	"GetUserGroupsContext":             {"usergroups:read"},                    // usergroups.list (invites by @handle)
 	"OpenViewContext":                  nil,                                    // views.open: needs only the trigger_id
+	"GetConversationInfoContext":       {"channels:read", "groups:read"},       // conversations.info (readiness: the announce channel)
+	"GetUserInfoContext":               {"users:read"},                         // users.info (readiness: approvers exist)
+	"AuthTestContext":                  nil,                                    // auth.test: any token
 }
 
 // slackCalls finds every call of a slack.Client Web API method in drbot's non-test Go code (test stand-ins
@@ -208,5 +213,15 @@ func TestSlackAppScopesAreExactlyWhatTheCodeCalls(t *testing.T) {
 		if _, called := calls[m]; !called {
 			t.Logf("note: slackMethodScopes lists %s, which nothing calls now", m)
 		}
+	}
+}
+
+// TestDeclaredSlackScopesAreTheAppManifests keeps the permission declaration (which the runbook reference
+// and the readiness checks read) on the scopes the Slack app really asks for.
+func TestDeclaredSlackScopesAreTheAppManifests(t *testing.T) {
+	want := slices.Clone(loadSlackManifest(t).OAuthConfig.Scopes.Bot)
+	sort.Strings(want)
+	if got := standard.Permissions().SlackScopes(); !slices.Equal(got, want) {
+		t.Errorf("recovery/standard/permissions.go declares Slack scopes %q; manifests/slack-app.yaml asks for %q", got, want)
 	}
 }
