@@ -80,6 +80,10 @@ func writeAPIError(w http.ResponseWriter, proto Protocol, reqID string, e *apiEr
 		_, _ = w.Write(body)
 		return
 	}
+	if proto == ProtocolEC2 {
+		writeEC2Error(w, reqID, e)
+		return
+	}
 	typ := "Sender"
 	if e.status >= 500 {
 		typ = "Receiver"

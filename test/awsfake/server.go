@@ -110,6 +110,7 @@ const (
 	ProtocolRESTJSON Protocol = iota + 1 // EKS, API Gateway
 	ProtocolQuery                        // STS, IAM, ELBv2 (form in, XML out)
 	ProtocolRESTXML                      // Route 53, CloudFront
+	ProtocolEC2                          // EC2 (form in, XML out, <Response><Errors> errors)
 )
 
 // Handler serves one signing name mounted with Mount. Operation names the
@@ -179,6 +180,7 @@ type Server struct {
 	placeholderCA []byte // PEM returned for clusters with no backing
 
 	edge *edge.Services
+	rd   *readinessState // ECR, Service Quotas, EC2 (readiness_mount.go)
 }
 
 // New starts a server on 127.0.0.1 and stops it when the test ends. Unless
@@ -210,6 +212,7 @@ func New(t testing.TB, opts Options) *Server {
 		placeholderCA: ca,
 	}
 	s.mountEdge()
+	s.mountReadiness()
 	s.http = httptest.NewServer(s)
 	t.Cleanup(func() {
 		s.http.Close()
@@ -247,7 +250,7 @@ func (s *Server) Env(region, akid, secret string) []string {
 		"AWS_SECRET_ACCESS_KEY=" + secret,
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
-	for _, id := range []string{"EKS", "STS", "IAM", "ELASTIC_LOAD_BALANCING_V2", "ROUTE_53", "CLOUDFRONT", "API_GATEWAY", "APIGATEWAYV2"} {
+	for _, id := range []string{"EKS", "STS", "IAM", "ELASTIC_LOAD_BALANCING_V2", "ROUTE_53", "CLOUDFRONT", "API_GATEWAY", "APIGATEWAYV2", "ECR", "SERVICE_QUOTAS", "EC2"} {
 		env = append(env, "AWS_ENDPOINT_URL_"+id+"="+s.URL())
 	}
 	return env
