@@ -20,6 +20,11 @@ test: lint kube-bins
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
+## generate: regenerate the checked-in generated files (docs/config.md, …); CI fails when one is stale.
+.PHONY: generate
+generate:
+	$(GO) run ./hack/gendocs
+
 ## kube-bins: build (once; cached in .cache/kube/) the etcd, Kubernetes control-plane and KWOK binaries test/kubeenv runs.
 .PHONY: kube-bins
 kube-bins:
