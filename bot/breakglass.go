@@ -195,7 +195,7 @@ func (b *Bot) breakGlassStart(ctx context.Context, op Operator, req BreakGlassRe
 		b.log.Warn("recording the break-glass operator of a run", "run_id", run.ID, "err", err)
 	}
 	o.text = fmt.Sprintf("Started the %s of %s: run `%s`, as <@%s> %s.\nIts channel #%s is created as soon as drbot reaches Slack; the messages wait in the outbox until then.",
-		strings.ToLower(modeWord(mode)), target.Name, run.ID, op.UserID, op.Via(), name)
+		modeWord(mode), target.Name, run.ID, op.UserID, op.Via(), name)
 	return o
 }
 

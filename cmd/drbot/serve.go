@@ -168,7 +168,9 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		b.SetRollback(opts.rollback)
 	}
 
-	stopAdmin, err := serveAdmin(ctx, store)
+	poster.SetChannelOpener(b.OpenChannel) // runs started by `drbot run` while Slack was unreachable
+
+	stopAdmin, err := serveAdminWith(ctx, store, b)
 	if err != nil {
 		return err
 	}
