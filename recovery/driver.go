@@ -114,7 +114,7 @@ func (d *driver) checkGates() {
 			continue
 		}
 		sc := &StepContext{d: d, step: s, rec: &rec, Logger: d.log.With("step", s.ID)}
-		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+		ctx, cancel := context.WithTimeout(WithStep(d.ctx, s.ID), time.Minute)
 		by, ok, err := s.GateCheck(ctx, sc)
 		cancel()
 		if err != nil {
@@ -552,7 +552,7 @@ func callAction(ctx context.Context, a Action, sc *StepContext) (res Result, err
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
 	}
-	return a(ctx, sc)
+	return a(WithStep(ctx, sc.step.ID), sc)
 }
 
 func mergeOutputs(prev, next map[string]string) map[string]string {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
@@ -47,6 +49,11 @@ func (a *awsConfigs) get(ctx context.Context, region string) (aws.Config, error)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration for %s: %w", region, err)
 	}
+	// CloudTrail's userAgent names the step of every call.
+	if c.HTTPClient == nil {
+		c.HTTPClient = awshttp.NewBuildableClient()
+	}
+	c.HTTPClient = recovery.StepDoer(c.HTTPClient)
 	if a.byRg == nil {
 		a.byRg = map[string]aws.Config{}
 	}
@@ -106,7 +113,8 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		if err != nil {
 			return nil, fmt.Errorf("gitlab.token: %w", err)
 		}
-		return gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4"))
+		return gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4"),
+			gitlab.WithHTTPClient(&http.Client{Transport: recovery.StepUserAgent(http.DefaultTransport)})) // GitLab's log names the step
 	}
 	gitOps := func() (*gitops.GitOps, error) {
 		c, err := gitlabClient()

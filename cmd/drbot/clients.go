@@ -51,12 +51,14 @@ func managementConfig(cfg *config.Config) (*rest.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading argocd.management_kubeconfig %q: %w", path, err)
 		}
+		c.Wrap(recovery.StepUserAgent)
 		return c, nil
 	}
 	c, err := rest.InClusterConfig()
 	if err != nil {
 		return nil, fmt.Errorf("argocd.management_kubeconfig is empty and drbot is not running inside a cluster (%v): set the kubeconfig path", err)
 	}
+	c.Wrap(recovery.StepUserAgent) // the audit log names the step of every call
 	return c, nil
 }
 
@@ -81,6 +83,7 @@ func (v *vaultClients) get(ctx context.Context) (*vault.Client, error) {
 	}
 	vc := vault.DefaultConfig()
 	vc.Address = v.cfg.Vault.Address
+	vc.HttpClient.Transport = recovery.StepUserAgent(vc.HttpClient.Transport) // Vault's log names the step
 	c, err := vault.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", v.cfg.Vault.Address, err)

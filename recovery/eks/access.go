@@ -256,7 +256,10 @@ func (a *Access) RESTConfig(region, cluster, endpoint, caData string) (*rest.Con
 		Host:            endpoint,
 		TLSClientConfig: rest.TLSClientConfig{CAData: ca},
 		UserAgent:       "drbot",
-		WrapTransport:   func(rt http.RoundTripper) http.RoundTripper { return &bearer{src: src, next: rt} },
+		// The step's id goes into the User-Agent, so the audit log names it.
+		WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
+			return recovery.StepUserAgent(&bearer{src: src, next: rt})
+		},
 	}, nil
 }
 
