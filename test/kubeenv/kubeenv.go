@@ -54,6 +54,9 @@ type options struct {
 	crdDir       string
 	crdDirSet    bool
 	startTimeout time.Duration
+	podReady     []PodReadyDelay // WithPodReadyDelays (stages.go)
+	audit        bool
+	auditPath    string
 }
 
 // WithName sets the cluster's name (its kubeconfig context and the name in log lines).
@@ -96,6 +99,7 @@ type Cluster struct {
 	adminToken string
 	kubeconfig string
 	procs      []*process
+	auditPath  string
 	clientset  kubernetes.Interface
 	dynamic    dynamic.Interface
 	stopOnce   sync.Once
@@ -285,6 +289,11 @@ func (c *Cluster) start(ctx context.Context, bins string, o *options) error {
 			"--authentication-token-webhook-cache-ttl=0s",
 		)
 	}
+	audit, err := c.auditArgs(o)
+	if err != nil {
+		return err
+	}
+	apiArgs = append(apiArgs, audit...)
 	apiserver, err := c.run(bins, "kube-apiserver", apiArgs...)
 	if err != nil {
 		return err
@@ -313,9 +322,13 @@ func (c *Cluster) start(ctx context.Context, bins string, o *options) error {
 	if err != nil {
 		return err
 	}
+	stages, err := stagesFile(bins, c.dir, o)
+	if err != nil {
+		return err
+	}
 	kwok, err := c.run(bins, "kwok",
 		"--kubeconfig="+c.kubeconfig,
-		"--config="+filepath.Join(bins, "stages.yaml"),
+		"--config="+stages,
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--cidr=10.244.0.0/16",
