@@ -130,6 +130,7 @@ type Call struct {
 	ErrorCode string // AWS error code when the server answered with an error it made itself
 	Time      time.Time
 	Principal string // caller ARN, "" for an unknown access key
+	UserAgent string // drbot names the step making the call in it (recovery.StepFromUserAgent)
 }
 
 // Fault makes calls to one operation fail or slow down.
@@ -521,7 +522,7 @@ func (s *Server) logCall(q *request) {
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, Call{
 		Service: q.service, Operation: q.op, Region: q.region, Status: status,
-		ErrorCode: q.w.code, Time: q.now, Principal: q.principal,
+		ErrorCode: q.w.code, Time: q.now, Principal: q.principal, UserAgent: q.r.UserAgent(),
 	})
 }
 

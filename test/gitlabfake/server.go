@@ -45,6 +45,8 @@ type Call struct {
 	Path   string // unescaped path below /api/v4, e.g. /projects/1/repository/commits
 	Query  string
 	Status int
+	// UserAgent names the drbot step making the call (recovery.StepFromUserAgent).
+	UserAgent string
 }
 
 // Server is the GitLab stand-in. All methods are safe for concurrent use.
@@ -187,7 +189,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp == nil {
 		resp = s.route(req)
 	}
-	s.calls = append(s.calls, Call{Method: r.Method, Path: req.path, Query: r.URL.RawQuery, Status: resp.status})
+	s.calls = append(s.calls, Call{Method: r.Method, Path: req.path, Query: r.URL.RawQuery, Status: resp.status, UserAgent: r.UserAgent()})
 
 	for k, vs := range resp.header {
 		for _, v := range vs {

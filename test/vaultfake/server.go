@@ -43,6 +43,8 @@ type Call struct {
 	Path   string // path without the /v1/ prefix
 	Query  string
 	Status int
+	// UserAgent names the drbot step making the call (recovery.StepFromUserAgent).
+	UserAgent string
 }
 
 // Mount describes an enabled secrets engine or auth method.
@@ -196,7 +198,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp == nil {
 		resp = s.handle(req)
 	}
-	s.calls = append(s.calls, Call{Method: r.Method, Op: req.op, Path: req.path, Query: r.URL.RawQuery, Status: resp.status})
+	s.calls = append(s.calls, Call{Method: r.Method, Op: req.op, Path: req.path, Query: r.URL.RawQuery, Status: resp.status, UserAgent: r.UserAgent()})
 	if resp.body == nil {
 		w.WriteHeader(resp.status)
 		return
