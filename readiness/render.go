@@ -3,10 +3,9 @@ package readiness
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/drbot/drbot/recovery"
 )
 
 // Headline is the report's first line: score, counts, when and why.
@@ -63,7 +62,7 @@ func WriteText(w io.Writer, r Report) error {
 // its score, what failed and how old it is.
 func Summary(r Report, now time.Time) string {
 	passed, total := r.Score()
-	age := recovery.ShortDuration(now.Sub(r.At))
+	age := Age(now.Sub(r.At))
 	if !r.Failed() {
 		return fmt.Sprintf("Last readiness check %s ago: %d/%d passed, nothing would break.", age, passed, total)
 	}
@@ -77,4 +76,17 @@ func Summary(r Report, now time.Time) string {
 		failing = append(failing[:6], fmt.Sprintf("and %d more", len(failing)-6))
 	}
 	return fmt.Sprintf("Last readiness check %s ago: %d/%d passed; %s found: %s.", age, passed, total, Fail.Emoji(), strings.Join(failing, ", "))
+}
+
+// Age is a coarse age for people: "40s", "12m", "3h", "2d".
+func Age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(max(d, 0)/time.Second)) + "s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + "m"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + "h"
+	}
+	return strconv.Itoa(int(d/(24*time.Hour))) + "d"
 }

@@ -64,7 +64,7 @@ func runOne(ctx context.Context, c Check, targets []*config.Target, timeout time
 				stack := strings.SplitN(string(debug.Stack()), "\n", 12)
 				done <- []Result{{Check: id, Title: id, Status: Fail,
 					Evidence: []string{fmt.Sprintf("the check panicked: %v", p), strings.TrimSpace(strings.Join(stack[min(len(stack)-1, 7):], " "))},
-					Fix: "this is a bug in drbot: report it with the evidence"}}
+					Fix:      "this is a bug in drbot: report it with the evidence"}}
 			}
 		}()
 		done <- c.Run(cctx, targets)

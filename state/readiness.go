@@ -30,11 +30,13 @@ func (t *Tx) SaveReadiness(at time.Time, report any) error {
 	if err := t.putJSON(bucketReadiness, key, report); err != nil {
 		return err
 	}
-	for b.Stats().KeyN > MaxReadinessReports {
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	for ; n > MaxReadinessReports; n-- {
 		k, _ := b.Cursor().First()
-		if k == nil {
-			break
-		}
 		if err := b.Delete(k); err != nil {
 			return fmt.Errorf("dropping old readiness report: %w", err)
 		}

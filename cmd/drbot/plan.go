@@ -9,6 +9,7 @@ import (
 
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/drills"
+	"github.com/drbot/drbot/readiness"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
@@ -46,6 +47,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	if err := recovery.WritePlan(stdout, header, book.ForMode(mode).Schedule(), cfg.MTTR.Budget.Std()); err != nil {
 		return err
 	}
+	fmt.Fprintln(stdout, lastReadiness(cfg.State.Path))
 	if !*live {
 		return nil
 	}
@@ -111,4 +113,25 @@ func measuredEstimates(path string) (map[string]time.Duration, int) {
 		}
 	}
 	return drills.MeasuredEstimates(scores), min(n, 5)
+}
+
+// lastReadiness is the plan's line about the last readiness report: its
+// score, what failed and its age, read from the state when it can be.
+func lastReadiness(path string) string {
+	if _, err := os.Stat(path); err != nil {
+		return "Readiness: never checked (run drbot check)."
+	}
+	s, err := state.Open(path, state.Options{ReadOnly: true, LockTimeout: 200 * time.Millisecond})
+	if err != nil {
+		return "Readiness: unknown (the state file is held by a running drbot; /dr plan shows it)."
+	}
+	defer s.Close()
+	rep, ok, err := readiness.Latest(s)
+	switch {
+	case err != nil:
+		return "Readiness: unknown (" + err.Error() + ")."
+	case !ok:
+		return "Readiness: never checked (run drbot check)."
+	}
+	return readiness.Summary(rep, time.Now())
 }
