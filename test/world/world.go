@@ -85,6 +85,10 @@ type Options struct {
 	// ConfigFile is the example configuration the world adapts (default:
 	// examples/drbot.yaml of this module).
 	ConfigFile string
+	// KubeAudit makes both API servers keep an audit log (Mgmt.AuditEvents,
+	// DR.AuditEvents): the permission test checks every call against the
+	// declaration.
+	KubeAudit bool
 }
 
 // World is every far end, running.
@@ -158,9 +162,17 @@ func Start(t testing.TB, opts Options) *World {
 
 	// Room for every service's pod on the DR cluster's simulated nodes.
 	nodes := opts.Services/100 + 1
-	w.Mgmt = kubeenv.Start(t, kubeenv.WithName("management"))
-	w.DR = kubeenv.Start(t, kubeenv.WithName("dr"), kubeenv.WithNodes(nodes, "32", "256Gi", 110),
-		kubeenv.WithTokenWebhook(w.AWS.TokenWebhookURL(Region, w.Cluster)))
+	mgmtOpts := []kubeenv.Option{kubeenv.WithName("management")}
+	drOpts := []kubeenv.Option{kubeenv.WithName("dr"), kubeenv.WithNodes(nodes, "32", "256Gi", 110),
+		kubeenv.WithTokenWebhook(w.AWS.TokenWebhookURL(Region, w.Cluster))}
+	if opts.KubeAudit {
+		mgmtOpts = append(mgmtOpts, kubeenv.WithAuditLog(""))
+		drOpts = append(drOpts, kubeenv.WithAuditLog(""))
+	}
+	// Add-on and service pods take their time to become Ready (Latency).
+	drOpts = append(drOpts, kubeenv.WithPodReadyDelays(opts.Latency.podReadyDelays(gitopstest.Namespaces)...))
+	w.Mgmt = kubeenv.Start(t, mgmtOpts...)
+	w.DR = kubeenv.Start(t, drOpts...)
 	w.AWS.BackClusterWith(Region, w.Cluster, w.DR)
 
 	w.Vault = vaultfake.New(t)
