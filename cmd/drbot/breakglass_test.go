@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/steptest"
 	"github.com/drbot/drbot/state"
 )
 
@@ -207,5 +211,109 @@ func TestBreakGlassCLIDrivesARunThroughItsGatesWhileSlackIsDownAndTheChannelCatc
 	code, _, errOut = cli("-as", "mallory", "status")
 	if code != 1 || !strings.Contains(errOut, `unknown break-glass operator "mallory"`) {
 		t.Fatalf("offline status by an unknown name: code=%d stderr=%q", code, errOut)
+	}
+}
+
+func TestBreakGlassCLIRetriesSkipsRejectsAbortsAndRollsBackUnderTheSlackRules(t *testing.T) {
+	var nsCalls, restored atomic.Int32
+	fail := func(err error) recovery.Action {
+		return func(context.Context, *recovery.StepContext) (recovery.Result, error) { return recovery.Result{}, err }
+	}
+	book, err := recovery.NewRunbook([]recovery.Step{
+		{ID: "namespaces", Title: "Namespaces", Phase: recovery.PhaseBootstrap, Action: func(context.Context, *recovery.StepContext) (recovery.Result, error) {
+			if nsCalls.Add(1) == 1 {
+				return recovery.Result{}, errors.New("creating namespace payments: forbidden")
+			}
+			return recovery.Result{}, nil
+		}},
+		{ID: "extras", Title: "Optional add-ons", Phase: recovery.PhaseBootstrap, Action: fail(errors.New("installing add-on: chart not found"))},
+		{ID: "gitops.merge", Title: "Merge the MR", Phase: recovery.PhaseDeploy, Gate: recovery.GateMerge, DependsOn: []string{"namespaces", "extras"}, Action: fail(nil)},
+		steptest.Stub("endpoints.plan", recovery.PhaseCutover, map[string]string{"rollback": `{"rows":[1]}`, "table": "route53 api.example.com A · old-lb → new-lb"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newE2EWith(t, book, func(cfg *config.Config, o *serveOptions) {
+		cfg.Access.BreakGlass = map[string]string{"oncall": userOncall, "lead": userLead, "random": userRandom}
+		o.rollback = func(_ context.Context, _, _ string, progress func(string)) error {
+			progress("route53 api.example.com A restored to old-lb")
+			restored.Add(1)
+			return nil
+		}
+	})
+	cfgFile := cliConfig(t, e.cfg.State.Path)
+	cli := func(wantCode int, want string, args ...string) {
+		t.Helper()
+		code, out, errOut := drbot(t, append([]string{"run", "-config", cfgFile}, args...)...)
+		if code != wantCode || !strings.Contains(out+errOut, want) {
+			t.Fatalf("drbot run %s: code=%d out=%q stderr=%q; want code %d and %q", strings.Join(args, " "), code, out, errOut, wantCode, want)
+		}
+	}
+
+	// Slack is up: the channel of a CLI start opens with the first message.
+	cli(0, "Started the DR recovery", "-as", "oncall", "start")
+	run := e.run()
+	e.waitFor("the channel", func() bool { return e.run().Slack.ChannelID != "" })
+	ch := e.run().Slack.ChannelID
+
+	e.waitFor("both failures", func() bool {
+		return e.step(run.ID, "namespaces").Status == state.StepFailed && e.step(run.ID, "extras").Status == state.StepFailed
+	})
+	cli(1, "several steps of run `"+run.ID+"` has failed; name one with -step: extras, namespaces", "-as", "oncall", "retry")
+	cli(0, "Recorded: retry of `namespaces`", "-as", "oncall", "retry", "-step", "namespaces")
+	e.waitFor("the retried step", func() bool { return e.step(run.ID, "namespaces").Status == state.StepSucceeded })
+	cli(1, "may not skip runs", "-as", "random", "skip")
+	cli(0, "Recorded: skip of `extras`", "-as", "lead", "skip")
+
+	e.waitFor("the merge gate", func() bool { return e.step(run.ID, "gitops.merge").Status == state.StepWaiting })
+	cli(1, "reject needs -reason", "-as", "lead", "reject")
+	cli(0, "Recorded: reject of `gitops.merge`", "-as", "lead", "reject", "-reason", "the MR touches prod values")
+	e.waitFor("the rejection", func() bool { return e.step(run.ID, "gitops.merge").Status == state.StepFailed })
+	cli(0, "Recorded: retry of `gitops.merge`", "-as", "oncall", "retry")
+	e.waitFor("the gate asked again", func() bool {
+		rec := e.step(run.ID, "gitops.merge")
+		return rec.Status == state.StepWaiting && rec.GateRound == 2
+	})
+	cli(0, "Recorded: approve of `gitops.merge`", "-as", "lead", "approve")
+	e.waitFor("the run to finish", func() bool { return e.run().Status == state.RunSucceeded })
+	e.waitFor("the rejected gate to name the CLI operator and the reason", func() bool {
+		m, _ := e.message(ch, e.refs(run.ID)["gate/gitops.merge/1"])
+		return strings.Contains(blocksText(m), "Rejected by <@"+userLead+"> via break-glass CLI (lead) at") && strings.Contains(blocksText(m), "— the MR touches prod values")
+	})
+	e.waitFor("the skipped step to name the CLI operator", func() bool {
+		m, _ := e.message(ch, e.refs(run.ID)["failure/extras/1"])
+		return strings.Contains(blocksText(m), "Skipped by <@"+userLead+"> via break-glass CLI (lead)")
+	})
+
+	// Rollback: asked by one person, confirmed by another, as with the buttons.
+	cli(1, "rollback needs -reason", "-as", "oncall", "rollback")
+	cli(0, "Rollback of `"+run.ID+"` requested", "-as", "oncall", "rollback", "-reason", "primary is healthy again")
+	cli(1, "two-person rule", "-as", "oncall", "rollback", "-confirm", "approve")
+	cli(0, "Recorded: rollback request 1 of run `"+run.ID+"` approved", "-as", "lead", "rollback", "-confirm", "approve")
+	e.waitFor("the rollback to finish", func() bool {
+		return anyContains(e.replyTexts(ch, e.refs(run.ID)["phase/cutover"]), "rollback finished and verified")
+	})
+	if restored.Load() != 1 {
+		t.Errorf("the rollback ran %d times", restored.Load())
+	}
+	if got := e.replyTexts(ch, e.refs(run.ID)["phase/cutover"]); !anyContains(got, "rollback approved by <@"+userLead+"> via break-glass CLI (lead)") {
+		t.Errorf("the cutover thread does not name the CLI operator: %q", got)
+	}
+	e.waitFor("the request to say who approved", func() bool {
+		m, _ := e.message(ch, e.refs(run.ID)["rollback/1"])
+		return strings.Contains(blocksText(m), "Approved by <@"+userLead+"> via break-glass CLI (lead)")
+	})
+
+	// Abort needs a reason and ends the run.
+	cli(0, "Started", "-as", "oncall", "start", "prod-eu")
+	second := e.run()
+	if second.ID == run.ID {
+		t.Fatal("no second run")
+	}
+	cli(1, "abort needs -reason", "-as", "lead", "abort")
+	cli(0, "Recorded: abort of run", "-as", "lead", "abort", "-reason", "drill of the break-glass path")
+	e.waitFor("the abort", func() bool { return e.run().Status == state.RunAborted })
+	if !findAudit(e.audit(second.ID), "breakglass.abort", userLead, "done", "lead") {
+		t.Errorf("the abort is not audited: %+v", e.audit(second.ID))
 	}
 }
