@@ -261,8 +261,34 @@ func decodeAll(raw []byte) ([]*yaml.Node, error) {
 		if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 			continue
 		}
-		docs = append(docs, &doc)
+		// yaml.Node keeps what a generic decode refuses: duplicate keys
+		// (a second spec.destination would keep the primary cluster),
+		// self-referencing anchors and excessive aliasing.
+		var probe any
+		if err := doc.Decode(&probe); err != nil {
+			return nil, fmt.Errorf("invalid YAML: %w", err)
+		}
+		docs = append(docs, expandAliases(&doc))
 	}
+}
+
+// expandAliases copies n with every alias replaced by a copy of its
+// anchor's node and no anchors left: sorting keys could put an alias before
+// its anchor (invalid YAML), and editing a node an alias shares would edit
+// both places.
+func expandAliases(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	c := *n
+	c.Anchor = ""
+	if n.Content != nil {
+		c.Content = make([]*yaml.Node, len(n.Content))
+		for i, child := range n.Content {
+			c.Content[i] = expandAliases(child)
+		}
+	}
+	return &c
 }
 
 func isNull(n *yaml.Node) bool {
