@@ -70,6 +70,11 @@ func (p *Policy) groupMembers(ctx context.Context, id string) ([]string, error) 
 	}
 	members, err := p.groups.GroupMembers(ctx, id)
 	if err != nil {
+		if ok {
+			// Slack is unreachable (the break-glass case): the last
+			// membership seen decides rather than nobody in the group.
+			return c.members, nil
+		}
 		return nil, fmt.Errorf("expanding user group %s: %w", id, err)
 	}
 	p.mu.Lock()
