@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
@@ -366,4 +367,45 @@ func (b *Bot) OpenChannel(ctx context.Context, run state.Run) (string, error) {
 	}
 	b.log.Info("opened the incident channel of a run started without Slack", "run_id", run.ID, "channel", ch.ID)
 	return ch.ID, nil
+}
+
+// KeepWarm expands the user groups named in config.access now and then
+// every interval until ctx ends, so that when Slack becomes unreachable the
+// policy still knows their members (see groupMembers) and break-glass
+// operators who are approvers through a group can act.
+func (p *Policy) KeepWarm(ctx context.Context, every time.Duration) {
+	if p.groups == nil {
+		return
+	}
+	ids := map[string]bool{}
+	lists := [][]string{p.access.Starters, p.access.Admins}
+	for _, l := range p.access.Approvers {
+		lists = append(lists, l)
+	}
+	for _, l := range lists {
+		for _, id := range l {
+			if strings.HasPrefix(id, "S") {
+				ids[id] = true
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		for id := range ids {
+			if members, err := p.groups.GroupMembers(ctx, id); err == nil {
+				p.mu.Lock()
+				p.cache[id] = cachedGroup{members: members, at: time.Now()}
+				p.mu.Unlock()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

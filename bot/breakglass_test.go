@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
 )
 
@@ -87,5 +88,33 @@ func TestPolicyKeepsTheLastGroupMembershipSeenWhileSlackIsUnreachable(t *testing
 	cold := NewPolicy(config.Access{Starters: []string{"S_SRE"}}, &flakyGroups{calls: 1})
 	if err := cold.CanStart(ctx, "U_SRE1"); err == nil || !strings.Contains(err.Error(), "expanding user group S_SRE") {
 		t.Errorf("never seen and Slack down: err = %v, want the expansion error", err)
+	}
+}
+
+func TestKeepWarmPrimesGroupMembersSoTheyCanActWhenSlackIsDownLater(t *testing.T) {
+	groups := &flakyGroups{}
+	p := NewPolicy(config.Access{Approvers: map[string][]string{"merge": {"S_SRE", "U_LEAD"}}}, groups)
+	p.ttl = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.KeepWarm(ctx, time.Hour) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		groups.mu.Lock()
+		n := groups.calls
+		groups.mu.Unlock()
+		if n >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("KeepWarm did not expand the group")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	// Nobody used the policy before Slack went down; the warm-up suffices.
+	if err := p.CanDecide(context.Background(), state.Run{}, recovery.Step{ID: "gitops.merge", Gate: recovery.GateMerge}, recovery.DecideApprove, "U_SRE1"); err != nil {
+		t.Errorf("a group member is refused with Slack down after the warm-up: %v", err)
 	}
 }

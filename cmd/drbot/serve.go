@@ -168,7 +168,8 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 		b.SetRollback(opts.rollback)
 	}
 
-	poster.SetChannelOpener(b.OpenChannel) // runs started by `drbot run` while Slack was unreachable
+	poster.SetChannelOpener(b.OpenChannel)  // runs started by `drbot run` while Slack was unreachable
+	go policy.KeepWarm(ctx, 10*time.Minute) // group members known when Slack is not, for `drbot run`
 
 	stopAdmin, err := serveAdminWith(ctx, store, b)
 	if err != nil {
