@@ -1,0 +1,532 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/recovery/standard"
+	"github.com/drbot/drbot/state"
+	"github.com/drbot/drbot/test/slackfake"
+	"github.com/drbot/drbot/test/world"
+)
+
+// The world child: the test binary re-executed as `drbot serve` with the
+// real wired standard runbook, aimed at a world the parent started. Crash
+// torture SIGKILLs it; benchmarks read its CPU time and peak RSS, which
+// are drbot's alone (the stand-ins and the control planes stay in the
+// parent).
+
+const worldChildEnv = "DRBOT_WORLD_CHILD"
+
+// worldChildConfig is what the parent tells a world child, as JSON in
+// DRBOT_WORLD_CHILD. Credentials travel in the environment (world.Start
+// sets them).
+type worldChildConfig struct {
+	World    world.Addresses `json:"world"`
+	StateDir string          `json:"state_dir"`
+	// The poster's pacing (bot.PosterOptions without the parts serve sets).
+	PostsPerSecond float64       `json:"posts_per_second"`
+	Burst          int           `json:"burst"`
+	BoardInterval  time.Duration `json:"board_interval"`
+	// LogLevel of the child's JSON log on its stderr (slog level, default info).
+	LogLevel slog.Level `json:"log_level"`
+}
+
+// worldChildOptions shape a world child.
+type worldChildOptions struct {
+	Poster   bot.PosterOptions // PostsPerSecond, Burst and BoardInterval are passed on
+	LogLevel slog.Level
+	// Log receives the child's stderr (its JSON log and any panic); by
+	// default <stateDir>/drbot-child.log, appended across restarts.
+	Log string
+	// Env is added to the child's environment.
+	Env []string
+	// ReadyTimeout bounds the wait for the child's Socket Mode connection
+	// (default 60s).
+	ReadyTimeout time.Duration
+}
+
+// TestWorldChild is not a test on its own: startWorldChild runs the test
+// binary with DRBOT_WORLD_CHILD set, and this serves until SIGTERM.
+func TestWorldChild(t *testing.T) {
+	raw := os.Getenv(worldChildEnv)
+	if raw == "" {
+		t.Skip("child process of startWorldChild only")
+	}
+	var cc worldChildConfig
+	if err := json.Unmarshal([]byte(raw), &cc); err != nil {
+		t.Fatalf("decoding %s: %v", worldChildEnv, err)
+	}
+	cfg, err := cc.World.Config(cc.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cc.LogLevel}))
+	std, err := standard.Runbook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live atomic.Pointer[state.Store] // set once serve has opened it
+	book, rollback, err := wireActions(cfg, std, log, live.Load)
+	if err != nil {
+		t.Fatalf("wiring the runbook: %v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err = serve(ctx, cfg, book, log, serveOptions{
+		rollback: rollback,
+		onStore:  live.Store,
+		poster:   bot.PosterOptions{PostsPerSecond: cc.PostsPerSecond, Burst: cc.Burst, BoardInterval: cc.BoardInterval},
+	})
+	if err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}
+
+// worldChild is a running drbot child process.
+type worldChild struct {
+	t         testing.TB
+	cmd       *exec.Cmd
+	StatePath string // the bbolt file; open it only after the child stopped
+	LogPath   string // the child's stderr
+	logFile   *os.File
+
+	once    sync.Once
+	done    chan struct{}
+	waitErr error
+}
+
+// startWorldChild starts drbot serve as a child process aimed at w, with
+// its state in stateDir, and returns once it is connected to Slack. The
+// child is SIGKILLed when the test ends, if still running. Start it again
+// with the same stateDir after a Kill to resume.
+func startWorldChild(t testing.TB, w *world.World, stateDir string, opts worldChildOptions) *worldChild {
+	t.Helper()
+	cc, err := json.Marshal(worldChildConfig{
+		World: w.Addresses(), StateDir: stateDir,
+		PostsPerSecond: opts.Poster.PostsPerSecond, Burst: opts.Poster.Burst, BoardInterval: opts.Poster.BoardInterval,
+		LogLevel: opts.LogLevel,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Log == "" {
+		opts.Log = filepath.Join(stateDir, "drbot-child.log")
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = time.Minute
+	}
+	logFile, err := os.OpenFile(opts.Log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(logFile, "--- drbot child started %s\n", time.Now().UTC().Format(time.RFC3339Nano))
+	cfg, err := w.Addresses().Config(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &worldChild{t: t, StatePath: cfg.State.Path, LogPath: opts.Log, logFile: logFile, done: make(chan struct{})}
+	before := w.Slack.Connections()
+	c.cmd = exec.Command(os.Args[0], "-test.run=^TestWorldChild$", "-test.count=1", "-test.timeout=0")
+	c.cmd.Env = append(append(os.Environ(), worldChildEnv+"="+string(cc)), opts.Env...)
+	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	if err := c.cmd.Start(); err != nil {
+		_ = logFile.Close()
+		t.Fatalf("starting the drbot child: %v", err)
+	}
+	go func() {
+		c.waitErr = c.cmd.Wait()
+		_ = logFile.Close()
+		close(c.done)
+	}()
+	t.Cleanup(func() { _ = c.Kill() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), opts.ReadyTimeout)
+	defer cancel()
+	err = w.Slack.WaitFor(ctx, "the drbot child's Socket Mode connection", func() bool {
+		select {
+		case <-c.done:
+			return true
+		default:
+		}
+		return w.Slack.Connections() > before
+	})
+	select {
+	case <-c.done:
+		t.Fatalf("the drbot child exited before it connected (%v); its log %s ends:\n%s", c.waitErr, c.LogPath, c.logTail(40))
+	default:
+	}
+	if err != nil {
+		t.Fatalf("%v; the child's log %s ends:\n%s", err, c.LogPath, c.logTail(40))
+	}
+	return c
+}
+
+// Kill SIGKILLs the child and waits for it to go.
+func (c *worldChild) Kill() error {
+	if c.exited() {
+		return nil
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("killing the drbot child: %w", err)
+	}
+	<-c.done
+	return nil
+}
+
+// Stop asks the child to shut down (SIGTERM) and waits up to a minute;
+// an error says it did not exit cleanly.
+func (c *worldChild) Stop() error {
+	if !c.exited() {
+		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("stopping the drbot child: %w", err)
+		}
+	}
+	select {
+	case <-c.done:
+	case <-time.After(time.Minute):
+		_ = c.Kill()
+		return errors.New("the drbot child did not stop within a minute of SIGTERM; killed it")
+	}
+	_, err := c.Wait()
+	return err
+}
+
+// Wait waits for the child to exit and returns its resource usage: user
+// and system CPU time (Utime, Stime) and peak RSS (Maxrss, KiB on Linux)
+// of drbot alone. The error is non-nil when the child did not exit 0.
+func (c *worldChild) Wait() (*syscall.Rusage, error) {
+	<-c.done
+	var ru *syscall.Rusage
+	if c.cmd.ProcessState != nil {
+		ru, _ = c.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	}
+	if c.waitErr != nil {
+		return ru, fmt.Errorf("the drbot child: %w; its log %s ends:\n%s", c.waitErr, c.LogPath, c.logTail(20))
+	}
+	return ru, nil
+}
+
+// Done is closed once the child has exited.
+func (c *worldChild) Done() <-chan struct{} { return c.done }
+
+func (c *worldChild) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logTail is the end of the child's log, for failure messages.
+func (c *worldChild) logTail(lines int) string {
+	data, err := os.ReadFile(c.LogPath)
+	if err != nil {
+		return err.Error()
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// Inspect is `drbot state inspect [run]` through the child's admin socket.
+func (c *worldChild) Inspect(runID string) (string, error) {
+	return c.admin("inspect", runID)
+}
+
+// Audit is `drbot state audit [run]` through the child's admin socket.
+func (c *worldChild) Audit(runID string) (string, error) {
+	return c.admin("audit", runID)
+}
+
+func (c *worldChild) admin(op, runID string) (string, error) {
+	q := url.Values{}
+	if runID != "" {
+		q.Set("run", runID)
+	}
+	var buf bytes.Buffer
+	if err := viaAdmin(c.StatePath, "GET", op, q, &buf); err != nil {
+		return "", err
+	}
+	if i := strings.Index(buf.String(), "\nERROR: "); i >= 0 {
+		return buf.String(), errors.New(strings.TrimSpace(buf.String()[i+1:]))
+	}
+	return buf.String(), nil
+}
+
+// childRun is a run as the admin socket lists it.
+type childRun struct {
+	ID, Target, Mode string
+	Status           state.RunStatus
+}
+
+// Runs lists the child's runs, oldest first, through its admin socket.
+func (c *worldChild) Runs() ([]childRun, error) {
+	out, err := c.Inspect("")
+	if err != nil {
+		return nil, err
+	}
+	var runs []childRun
+	header := false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[0] == "RUN" && f[3] == "STATUS" {
+			header = true
+			continue
+		}
+		if header && len(f) >= 4 {
+			runs = append(runs, childRun{ID: f[0], Target: f[1], Mode: f[2], Status: state.RunStatus(f[3])})
+		}
+	}
+	return runs, nil
+}
+
+// WaitRun waits until the child's newest run finished or is blocked.
+func (c *worldChild) WaitRun(ctx context.Context) (childRun, error) {
+	var last childRun
+	for {
+		runs, err := c.Runs()
+		if err == nil && len(runs) > 0 {
+			last = runs[len(runs)-1]
+			if last.Status.Finished() || last.Status == state.RunBlocked {
+				return last, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("the run is still %q: %w", last.Status, ctx.Err())
+		case <-c.done:
+			return last, fmt.Errorf("the drbot child exited during the run (%v); its log ends:\n%s", c.waitErr, c.logTail(20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// PanicLines are the child's log lines that report a Go panic or a
+// fatal runtime error.
+func (c *worldChild) PanicLines() []string { return panicLines(c.LogPath) }
+
+func panicLines(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "panic:") || strings.HasPrefix(line, "fatal error:") || strings.Contains(line, "DATA RACE") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// slackGate is a gate message with an Approve button, as Slack shows it.
+type slackGate struct {
+	Channel, TS string
+	Value       bot.ButtonValue
+	raw         string
+}
+
+// slackGates lists the Approve buttons in the messages and thread
+// replies of every channel drbot opened for a run (dr-…), so a parent can
+// play the approver while the child holds the state.
+func slackGates(s *slackfake.Server) []slackGate {
+	var out []slackGate
+	for _, ch := range s.Channels() {
+		if !strings.HasPrefix(ch.Name, "dr-") {
+			continue
+		}
+		for _, m := range s.Messages(ch.ID) {
+			out = append(out, gateButtons(ch.ID, m)...)
+			for _, r := range m.Replies {
+				if r.TS != m.TS {
+					out = append(out, gateButtons(ch.ID, r)...)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func gateButtons(ch string, m slackfake.Message) []slackGate {
+	if len(m.Blocks) == 0 {
+		return nil
+	}
+	var blocks []struct {
+		Type     string `json:"type"`
+		Elements []struct {
+			Type     string `json:"type"`
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	if json.Unmarshal(m.Blocks, &blocks) != nil {
+		return nil
+	}
+	var out []slackGate
+	for _, b := range blocks {
+		if b.Type != "actions" {
+			continue
+		}
+		for _, e := range b.Elements {
+			if e.ActionID != bot.ActionApprove {
+				continue
+			}
+			v, err := bot.ParseButtonValue(e.Value)
+			if err != nil {
+				continue
+			}
+			out = append(out, slackGate{Channel: ch, TS: m.TS, Value: v, raw: e.Value})
+		}
+	}
+	return out
+}
+
+// slackApprover clicks Approve on every gate message as user, from Slack
+// alone, and clicks again when a button is still there after retry (the
+// click may have reached a drbot that was killed before it recorded it).
+type slackApprover struct {
+	Slack *slackfake.Server
+	User  string
+	Delay time.Duration // before the first click on a gate
+	Retry time.Duration // before clicking a button that is still there again (default 3s)
+	// OnGate, when set, hears of each gate the first time it is seen.
+	OnGate func(slackGate)
+
+	mu     sync.Mutex
+	clicks map[string]int // button value → clicks sent
+}
+
+// Run approves until ctx ends.
+func (a *slackApprover) Run(ctx context.Context) {
+	if a.Retry <= 0 {
+		a.Retry = 3 * time.Second
+	}
+	first := map[string]time.Time{}
+	last := map[string]time.Time{}
+	for ctx.Err() == nil {
+		for _, g := range slackGates(a.Slack) {
+			key := g.raw + "@" + g.TS
+			seen, ok := first[key]
+			if !ok {
+				first[key] = time.Now()
+				seen = first[key]
+				if a.OnGate != nil {
+					a.OnGate(g)
+				}
+			}
+			if time.Since(seen) < a.Delay || time.Since(last[key]) < a.Retry {
+				continue
+			}
+			last[key] = time.Now()
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			id, err := a.Slack.Click(cctx, a.User, g.Channel, g.TS, bot.ActionApprove, g.raw)
+			if err == nil {
+				a.mu.Lock()
+				if a.clicks == nil {
+					a.clicks = map[string]int{}
+				}
+				a.clicks[g.raw]++
+				a.mu.Unlock()
+				_, _ = a.Slack.WaitAck(cctx, id) // a killed drbot never acks; the button stays and is clicked again
+			}
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Clicks is how many clicks went to each gate (button value).
+func (a *slackApprover) Clicks() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]int, len(a.clicks))
+	for k, v := range a.clicks {
+		out[k] = v
+	}
+	return out
+}
+
+// slashAsChild types `/dr text` in the ops channel as user and waits for
+// drbot's ack.
+func slashAsChild(ctx context.Context, w *world.World, user, text string) error {
+	id, err := w.Slack.SlashCommand(ctx, user, world.ChanOps, "/dr", text)
+	if err != nil {
+		return fmt.Errorf("/dr %s: %w", text, err)
+	}
+	if _, err := w.Slack.WaitAck(ctx, id); err != nil {
+		return fmt.Errorf("/dr %s: no ack: %w", text, err)
+	}
+	return nil
+}
+
+// The harness itself: a recovery driven from Slack alone (the parent
+// never opens the state while the child runs), its status read over the
+// admin socket, and the child's own CPU time and peak RSS measured.
+func TestWorldChildRecoversDrivenFromSlackAndReportsItsOwnUsage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two Kubernetes control planes and a drbot child process")
+	}
+	w := world.Start(t, world.Options{Services: 6})
+	dir := t.TempDir()
+	c := startWorldChild(t, w, dir, worldChildOptions{Poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 100 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := slashAsChild(ctx, w, world.UserOncall, "start "+w.Opts.Target); err != nil {
+		t.Fatal(err)
+	}
+	a := &slackApprover{Slack: w.Slack, User: world.UserLead}
+	actx, acancel := context.WithCancel(ctx)
+	defer acancel()
+	go a.Run(actx)
+	run, err := c.WaitRun(ctx)
+	acancel()
+	if err != nil {
+		out, _ := c.Inspect(run.ID)
+		t.Fatalf("%v\n%s\ngates seen in Slack: %+v\nthe child's log ends:\n%s", err, out, slackGates(w.Slack), c.logTail(30))
+	}
+	if run.Status != state.RunSucceeded || run.Target != w.Opts.Target {
+		out, _ := c.Inspect(run.ID)
+		t.Fatalf("run = %+v, want a succeeded run of %s\n%s", run, w.Opts.Target, out)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ru, err := c.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if cpu <= 0 || ru.Maxrss <= 0 {
+		t.Errorf("rusage: cpu %s, maxrss %d KiB; want both measured", cpu, ru.Maxrss)
+	}
+	t.Logf("drbot child: cpu %s, peak RSS %d MiB", cpu.Round(time.Millisecond), ru.Maxrss/1024)
+	if len(a.Clicks()) != 2 {
+		t.Errorf("gates clicked from Slack = %v, want the merge and the cutover gate", a.Clicks())
+	}
+	if p := c.PanicLines(); len(p) > 0 {
+		t.Errorf("the child's log reports: %q", p)
+	}
+}
