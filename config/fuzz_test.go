@@ -82,3 +82,25 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 	})
 }
+
+// Found by FuzzLoadConfig: a mapping that merged itself recursed until the
+// stack overflowed, which no recover can catch.
+func TestMappingThatMergesItselfIsAProblemNotACrash(t *testing.T) {
+	_, err := config.Parse([]byte("slack: &s\n  <<: [*s, *s]\n"), "drbot.yaml")
+	if err == nil || !strings.Contains(err.Error(), "drbot.yaml:2:7: slack: << merges a mapping into itself") {
+		t.Fatalf("err = %v; want the self-merge reported on line 2", err)
+	}
+}
+
+func TestNestedMergesAreCappedInsteadOfGrowingExponentially(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a0: &a0 {x: 1}\n")
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d {<<: [*a%d, *a%d]}\n", i, i, i-1, i-1)
+	}
+	b.WriteString("slack: {<<: [*a40, *a40]}\n")
+	_, err := config.Parse([]byte(b.String()), "drbot.yaml") // 2^41 expansions without the cap
+	if err == nil || !strings.Contains(err.Error(), "more than 10000 << merges") {
+		t.Fatalf("err = %v; want the merge cap reported", err)
+	}
+}
