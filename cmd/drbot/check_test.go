@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drbot/drbot/readiness"
+	"github.com/drbot/drbot/recovery/gitops/gitopstest"
+	"github.com/drbot/drbot/state"
+	"github.com/drbot/drbot/test/gitlabfake"
+	"github.com/drbot/drbot/test/slackfake"
+	"github.com/drbot/drbot/test/vaultfake"
+)
+
+// checkWorld is a config file whose far ends are stand-ins that are ready,
+// except the management cluster, which the config does not name (drbot
+// is not running in a cluster): permissions.kube fails.
+func checkWorld(t *testing.T) (cfgPath, statePath string) {
+	t.Helper()
+	v := vaultfake.New(t)
+	v.EnableKubernetesAuth("k8s-primary")
+	v.PutRole("k8s-primary", "payments", map[string]any{"bound_service_account_names": []any{"payments"}, "bound_service_account_namespaces": []any{"payments"}})
+	v.PutKV("secret", "observability/newrelic", map[string]any{"license_key": "made-up-licence-key"})
+	t.Setenv("TEST_VAULT_TOKEN", v.RootToken())
+
+	g := gitlabfake.New(t)
+	g.AddUser("glpat-made-up", "drbot")
+	g.AddProject("platform/apps", "main")
+	g.CommitFiles("platform/apps", "main", gitopstest.Templates(gitopstest.Options{Dir: "apps/primary", Services: 3}), "seed")
+	t.Setenv("TEST_GITLAB_TOKEN", "glpat-made-up")
+
+	s := slackfake.New(t, slackfake.Options{})
+	s.AddUser("U01ALICE", "alice", false)
+	s.AddChannel("C1", "sre-dr")
+	t.Setenv("TEST_SLACK_APP_TOKEN", s.AppToken())
+	t.Setenv("TEST_SLACK_BOT_TOKEN", s.BotToken())
+
+	charts, err := filepath.Abs("../../test/testdata/charts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	statePath = filepath.Join(dir, "drbot.db")
+	yaml := fmt.Sprintf(`state:
+  path: %s
+slack:
+  api_url: %s
+  app_token: "${TEST_SLACK_APP_TOKEN}"
+  bot_token: "${TEST_SLACK_BOT_TOKEN}"
+  announce_channel: "#sre-dr"
+access:
+  starters: [U01ALICE]
+  approvers: {merge: [U01ALICE], cutover: [U01ALICE]}
+targets:
+  - name: prod-eu
+    primary: {region: eu-west-1, cluster: primary-eks}
+    dr: {region: eu-central-1, cluster_name: dr-eks}
+    cluster:
+      provider: existing
+      existing: {node_group: pilot, desired: 3}
+    drbot_role_arn: arn:aws:iam::111122223333:role/drbot
+addons:
+  aws-load-balancer-controller: {repo: "file://%[3]s", chart: aws-load-balancer-controller, version: 1.13.4}
+  istio-base: {repo: "file://%[3]s", chart: base, version: 1.27.1}
+  istiod: {repo: "file://%[3]s", chart: istiod, version: 1.27.1}
+  istio-gateway: {repo: "file://%[3]s", chart: gateway, version: 1.27.1}
+  vault-injector: {repo: "file://%[3]s", chart: vault, version: 0.30.1}
+gitlab:
+  url: %s
+  token: "${TEST_GITLAB_TOKEN}"
+  project: platform/apps
+  templates_path: apps/primary
+  dr_path: apps/dr
+vault:
+  address: %s
+  auth: {method: token}
+  token: "${TEST_VAULT_TOKEN}"
+  source_mount: k8s-primary
+  newrelic_key_path: secret/observability/newrelic
+  namespaces: [payments]
+readiness:
+  schedule: "off"
+`, statePath, s.ScopedAPIURL(t, slackfake.DefaultScopes...), charts, g.URL(), v.URL())
+	cfgPath = filepath.Join(dir, "drbot.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "") // never the in-cluster config of a CI pod
+	return cfgPath, statePath
+}
+
+func TestCheckPrintsTheReportRecordsItAndExitsOneOnAFailure(t *testing.T) {
+	cfgPath, statePath := checkWorld(t)
+	code, out, errOut := drbot(t, "check", "-config", cfgPath)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (permissions.kube cannot be checked)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"Readiness 5/6 passed · 1 ❌", "❌ permissions.kube", "argocd.management_kubeconfig", "✅ vault [prod-eu]", "✅ gitlab", "✅ slack",
+		"✅ sources.templates [prod-eu]", "✅ sources.charts [prod-eu]", "Recorded in " + statePath} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "made-up-licence-key") {
+		t.Error("the report prints the New Relic key")
+	}
+	if !strings.Contains(errOut, "1 check(s) found something that would break a recovery") {
+		t.Errorf("stderr = %q", errOut)
+	}
+	store, err := state.Open(statePath, state.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, ok, err := readiness.Latest(store)
+	_ = store.Close()
+	if !ok || err != nil || rep.Trigger != "cli" || rep.Count(readiness.Fail) != 1 {
+		t.Errorf("recorded report = %+v ok=%v err=%v", rep, ok, err)
+	}
+
+	// drbot plan shows it, with its age.
+	code, out, _ = drbot(t, "plan", "-config", cfgPath)
+	if code != 0 || !strings.Contains(out, "Last readiness check") || !strings.Contains(out, "permissions.kube") {
+		t.Errorf("plan (exit %d) does not show the last readiness:\n%s", code, out)
+	}
+}
+
+func TestCheckWhileServeHoldsTheStateOnlyPrints(t *testing.T) {
+	cfgPath, statePath := checkWorld(t)
+	held, err := state.Open(statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	start := time.Now()
+	code, out, _ := drbot(t, "check", "-config", cfgPath, "-target", "prod-eu")
+	if code != 1 || !strings.Contains(out, "Not recorded: the state file is held by a running drbot") || !strings.Contains(out, "❌ permissions.kube") {
+		t.Errorf("exit %d, output:\n%s", code, out)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("check took %s with the state held", d)
+	}
+	if code, _, errOut := drbot(t, "check", "-config", cfgPath, "-target", "nope"); code != 2 || !strings.Contains(errOut, `no target "nope"`) {
+		t.Errorf("unknown target: exit %d, stderr %q", code, errOut)
+	}
+}
