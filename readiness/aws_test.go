@@ -113,6 +113,7 @@ type awsWorld struct {
 	cfg      *config.Config
 	zone     string
 	primary  string // DNS name of the primary's gateway load balancer
+	lbARN    string // its ARN
 	checks   []readiness.Check
 	gitlabAP gitops.GitLabAPI
 }
@@ -138,11 +139,11 @@ func newAWSWorld(t *testing.T) *awsWorld {
 	}
 
 	// The primary's gateway load balancer and the entry points on it.
-	_, dns, zoneID := w.aws.AddLoadBalancer(awsPrimaryRg, awsfake.LoadBalancer{
+	arn, dns, zoneID := w.aws.AddLoadBalancer(awsPrimaryRg, awsfake.LoadBalancer{
 		Name: "k8s-istioing-gateway-0a1b2c", Type: "network",
 		Tags: map[string]string{"elbv2.k8s.aws/cluster": "prod", "service.k8s.aws/stack": awsGatewaySvc, "service.k8s.aws/resource": "LoadBalancer"},
 	})
-	w.primary = dns
+	w.primary, w.lbARN = dns, arn
 	e := w.aws.Edge()
 	w.zone = e.AddHostedZone("example.com")
 	e.AddRecord(w.zone, edge.RecordSet{Name: "app.example.com", Type: "A", AliasTarget: &edge.AliasTarget{DNSName: "dualstack." + dns + ".", HostedZoneID: zoneID}})
@@ -406,4 +407,58 @@ func TestCutoverCheckWarnsWhenThePrimaryLoadBalancerCannotBeFound(t *testing.T) 
 		t.Fatalf("cutover is %s without a primary load balancer to compare to, want warn; evidence: %v", r.Status, r.Evidence)
 	}
 	awsEvidenceHas(t, r, "no load balancer tagged elbv2.k8s.aws/cluster=renamed-primary for service/"+awsGatewaySvc)
+}
+
+func TestCapacityCheckReadsAnExistingClustersNodeGroupAndSubnets(t *testing.T) {
+	w := newAWSWorld(t)
+	w.cfg.Targets[0].Cluster = config.Cluster{Provider: config.ProviderExisting, Existing: &config.ExistingCluster{NodeGroup: "standby", Desired: 6}}
+	if _, err := w.aws.AddCluster(awsDRRg, awsfake.ExistingCluster{Name: "prod-dr"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.aws.AddNodegroup(awsDRRg, "prod-dr", awsfake.ExistingNodegroup{Name: "standby", MinSize: 0, MaxSize: 6, DesiredSize: 0, InstanceTypes: []string{"m6i.2xlarge"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The stand-in's clusters sit in these made-up subnets.
+	w.aws.AddVPC(awsDRRg, awsfake.VPC{ID: "vpc-0awsfake0000000001"})
+	for _, id := range []string{"subnet-0awsfake000000001", "subnet-0awsfake000000002"} {
+		w.aws.AddSubnet(awsDRRg, awsfake.Subnet{ID: id, VpcID: "vpc-0awsfake0000000001", Tags: map[string]string{"karpenter.sh/discovery": "prod-dr"}})
+	}
+	r := awsResult(t, w.run(), readiness.CheckCapacity)
+	if r.Status != readiness.Pass {
+		t.Fatalf("capacity is %s for a ready existing cluster; evidence: %v", r.Status, r.Evidence)
+	}
+	awsEvidenceHas(t, r, "EKS clusters in eu-west-1: 1 of 100", "can need 248 (node group 6 × 8 vCPU (m6i.2xlarge)", "(the subnets of existing cluster prod-dr) exist in VPC vpc-0awsfake0000000001")
+
+	w.cfg.Targets[0].Cluster.Existing.NodeGroup = "gone"
+	r = awsResult(t, w.run(), readiness.CheckCapacity)
+	if r.Status != readiness.Fail {
+		t.Fatalf("capacity is %s with a missing node group, want fail; evidence: %v", r.Status, r.Evidence)
+	}
+	awsEvidenceHas(t, r, "reading node group gone of prod-dr")
+}
+
+func TestCutoverCheckComparesAVPCLinkIntegrationByTheListenersLoadBalancer(t *testing.T) {
+	w := newAWSWorld(t)
+	e := w.aws.Edge()
+	api := e.AddHTTPAPI("internal")
+	primaryListener, err := w.aws.AddListener(awsPrimaryRg, awsfake.Listener{LoadBalancerARN: w.lbARN, Port: 443, Protocol: "TLS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	integ := e.PutHTTPIntegration(api, edge.HTTPIntegration{URI: primaryListener, ConnectionType: "VPC_LINK", ConnectionID: "vl-0primary"})
+	w.cfg.Cutover.APIGateway = append(w.cfg.Cutover.APIGateway, config.APIGatewayIntegration{APIID: api, Kind: "http", IntegrationID: integ, Backend: config.Backend{Service: awsGatewaySvc}})
+	r := awsResult(t, w.run(), readiness.CheckCutover)
+	if r.Status != readiness.Pass {
+		t.Fatalf("cutover is %s with a VPC link to the primary's listener; evidence: %v", r.Status, r.Evidence)
+	}
+	awsEvidenceHas(t, r, "apigateway http "+api+" integration "+integ+" points at the primary's")
+
+	otherARN, _, _ := w.aws.AddLoadBalancer(awsPrimaryRg, awsfake.LoadBalancer{Name: "hand-made", Type: "network"})
+	otherListener, err := w.aws.AddListener(awsPrimaryRg, awsfake.Listener{LoadBalancerARN: otherARN, Port: 443, Protocol: "TLS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.PutHTTPIntegration(api, edge.HTTPIntegration{ID: integ, URI: otherListener, ConnectionType: "VPC_LINK", ConnectionID: "vl-0primary"})
+	r = awsOnlyFailing(t, w.run(), readiness.CheckCutover)
+	awsEvidenceHas(t, r, "apigateway http "+api+" integration "+integ+" points at "+otherListener)
 }
