@@ -559,6 +559,9 @@ func redactedURI(u *url.URL) string {
 
 // applyFault sleeps and/or fails per the injected fault for q's operation.
 func (s *Server) applyFault(q *request) *apiError {
+	if aerr := s.rateFault(q); aerr != nil {
+		return aerr
+	}
 	s.mu.Lock()
 	f, ok := s.faults[faultKey{q.service, q.op}]
 	if !ok {

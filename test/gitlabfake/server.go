@@ -182,6 +182,9 @@ type response struct {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.injectFault(w, r) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 

@@ -178,6 +178,9 @@ type response struct {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.injectFault(w, r) {
+		return
+	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody("reading request body: "+err.Error()))
