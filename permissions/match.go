@@ -54,6 +54,9 @@ func VaultCapability(method string, list bool) []string {
 // AllowsVault covers one Vault request: path without /v1/, capability
 // wanted (one of caps suffices).
 func (s Set) AllowsVault(vars map[string]string, path string, caps []string, names ...string) bool {
+	if slices.Contains(caps, "list") && !strings.HasSuffix(path, "/") {
+		path += "/" // Vault routes a list on a/b as a/b/
+	}
 	for _, n := range s.needs(names...) {
 		for _, p := range n.Vault {
 			if !VaultPathMatches(Expand(p.Path, vars), path) {

@@ -51,9 +51,27 @@ func StepUserAgent(next http.RoundTripper) http.RoundTripper {
 	return stepTransport{next: next}
 }
 
-type stepTransport struct{ next http.RoundTripper }
+// StepUserAgentFor is StepUserAgent for clients whose requests do not
+// carry the step's context (informers, watches on their own contexts):
+// those are tagged with stepID.
+func StepUserAgentFor(stepID string) func(http.RoundTripper) http.RoundTripper {
+	return func(next http.RoundTripper) http.RoundTripper {
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		return stepTransport{next: next, fixed: stepID}
+	}
+}
+
+type stepTransport struct {
+	next  http.RoundTripper
+	fixed string
+}
 
 func (t stepTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.fixed != "" && StepFromContext(r.Context()) == "" {
+		r = withStepAgent(r.WithContext(WithStep(r.Context(), t.fixed)))
+	}
 	return t.next.RoundTrip(withStepAgent(r))
 }
 

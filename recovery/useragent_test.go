@@ -52,3 +52,23 @@ func TestStepDoerNamesTheStepLikeTheTransport(t *testing.T) {
 type doerFunc func(*http.Request) (*http.Response, error)
 
 func (f doerFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestStepUserAgentForTagsRequestsWithoutAStepContext(t *testing.T) {
+	var seen []string
+	rt := StepUserAgentFor("deploy.watch")(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		seen = append(seen, r.Header.Get("User-Agent"))
+		return nil, nil
+	}))
+	for _, ctx := range []context.Context{context.Background(), WithStep(context.Background(), "gitops.merge")} {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:1/", nil)
+		req.Header.Set("User-Agent", "drbot")
+		_, _ = rt.RoundTrip(req)
+	}
+	if len(seen) != 2 || seen[0] != "drbot drbot-step/deploy.watch" || seen[1] != "drbot drbot-step/gitops.merge" {
+		t.Errorf("User-Agents %q: an informer's request gets the fixed step, a step's own request keeps its step", seen)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -113,8 +113,13 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		if err != nil {
 			return nil, fmt.Errorf("gitlab.token: %w", err)
 		}
-		return gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4"),
+		c, err := gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4"),
 			gitlab.WithHTTPClient(&http.Client{Transport: recovery.StepUserAgent(http.DefaultTransport)})) // GitLab's log names the step
+		if err != nil {
+			return nil, err
+		}
+		c.UserAgent = "drbot"
+		return c, nil
 	}
 	gitOps := func() (*gitops.GitOps, error) {
 		c, err := gitlabClient()

@@ -51,6 +51,7 @@ func managementConfig(cfg *config.Config) (*rest.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading argocd.management_kubeconfig %q: %w", path, err)
 		}
+		c.UserAgent = "drbot"
 		c.Wrap(recovery.StepUserAgent)
 		return c, nil
 	}
@@ -58,6 +59,7 @@ func managementConfig(cfg *config.Config) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("argocd.management_kubeconfig is empty and drbot is not running inside a cluster (%v): set the kubeconfig path", err)
 	}
+	c.UserAgent = "drbot"
 	c.Wrap(recovery.StepUserAgent) // the audit log names the step of every call
 	return c, nil
 }

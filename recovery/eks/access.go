@@ -239,7 +239,12 @@ func (a *Access) DRConfig(ctx context.Context, sc *recovery.StepContext) (*rest.
 		}
 		region, _ = drCluster(sc, t)
 	}
-	return a.RESTConfig(region, cluster, endpoint, caData)
+	c, err := a.RESTConfig(region, cluster, endpoint, caData)
+	if err != nil {
+		return nil, err
+	}
+	c.Wrap(recovery.StepUserAgentFor(sc.StepID())) // Helm's and informers' requests carry no step context
+	return c, nil
 }
 
 // RESTConfig builds a config for an EKS cluster's API server: endpoint, CA

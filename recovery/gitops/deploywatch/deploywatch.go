@@ -169,7 +169,9 @@ func (w *Watcher) Action(ctx context.Context, sc *recovery.StepContext) (recover
 		}
 	}
 
-	dyn, err := dynamic.NewForConfig(rest.CopyConfig(w.opts.Management))
+	rc := rest.CopyConfig(w.opts.Management)
+	rc.Wrap(recovery.StepUserAgentFor(sc.StepID())) // the informer's requests carry no step context
+	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return recovery.Result{}, recovery.Permanent(fmt.Errorf("building management cluster client: %w", err))
 	}
