@@ -153,11 +153,11 @@ func TestStandInRejectsStalePlansUndeclaredVariablesAndUnknownCommands(t *testin
 	if _, err := tf.Plan(c, tfexec.Var("region=r")); err == nil || !strings.Contains(err.Error(), "No value for required variable") {
 		t.Fatalf("plan without a required variable: %v", err)
 	}
-	if _, err := tf.Validate(c); err == nil {
-		t.Fatal("validate (not modelled) succeeded")
+	if err := tf.Refresh(c); err == nil {
+		t.Fatal("refresh (not modelled) succeeded")
 	}
-	if u := terraformfake.Unexpected(t, dir); len(u) != 1 || !strings.HasPrefix(u[0], "validate") {
-		t.Fatalf("unexpected invocations = %v, want the validate call", u)
+	if u := terraformfake.Unexpected(t, dir); len(u) != 1 || !strings.HasPrefix(u[0], "refresh") {
+		t.Fatalf("unexpected invocations = %v, want the refresh call", u)
 	}
 }
 
