@@ -132,8 +132,8 @@ type Step struct {
 	DependsOn []string
 	Gate      string
 	Drill     bool // runs only in drills
-	Need  Need
-	Doc   Doc
+	Need      Need
+	Doc       Doc
 }
 
 // Set is the whole declaration: the runbook's steps in table order and the
