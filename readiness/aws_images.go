@@ -297,6 +297,9 @@ func readTemplates(ctx context.Context, gl gitops.GitLabAPI, g config.GitLab) (s
 	var paths []string
 	for {
 		nodes, resp, err := gl.Tree.ListTree(g.Project, opt, gitlab.WithContext(ctx))
+		if errors.Is(err, gitlab.ErrNotFound) {
+			break // no such directory: no templates
+		}
 		if err != nil {
 			return "", nil, fmt.Errorf("listing %q of gitlab project %q at %s: %w", g.TemplatesPath, g.Project, shortSHA(sha), err)
 		}

@@ -462,3 +462,24 @@ func TestCutoverCheckComparesAVPCLinkIntegrationByTheListenersLoadBalancer(t *te
 	r = awsOnlyFailing(t, w.run(), readiness.CheckCutover)
 	awsEvidenceHas(t, r, "apigateway http "+api+" integration "+integ+" points at "+otherListener)
 }
+
+func TestPermissionsCheckSimulatesTheCallersRoleWhenTheTargetNamesNone(t *testing.T) {
+	w := newAWSWorld(t)
+	w.cfg.Targets[0].DrbotRoleARN = ""
+	w.aws.DenyAction(awsDrbotRole, "iam:CreateRole")
+	r := awsOnlyFailing(t, w.run(), readiness.CheckAWSPermissions)
+	awsEvidenceHas(t, r, awsDrbotRole+" (the caller's session) is denied 1 action(s): iam:CreateRole")
+	if n := w.aws.CallsTo("sts", "GetCallerIdentity"); n != 1 {
+		t.Errorf("GetCallerIdentity was called %d times, want 1", n)
+	}
+}
+
+func TestImagesCheckFailsWithTheGitLabErrorWhenTemplatesCannotBeRead(t *testing.T) {
+	w := newAWSWorld(t)
+	w.cfg.GitLab.TemplatesPath = "apps/nowhere"
+	r := awsOnlyFailing(t, w.run(), readiness.CheckImages)
+	awsEvidenceHas(t, r, `no YAML templates under "apps/nowhere"`)
+	if n := w.aws.CallsTo("ecr", "DescribeImages"); n != 0 {
+		t.Errorf("DescribeImages was called %d times without templates, want 0", n)
+	}
+}
