@@ -609,6 +609,7 @@ type simulateResult struct {
 	XMLName           xml.Name        `xml:"SimulatePrincipalPolicyResult"`
 	EvaluationResults []xmlEvalResult `xml:"EvaluationResults>member"`
 	IsTruncated       bool            `xml:"IsTruncated"`
+	Marker            string          `xml:"Marker,omitempty"`
 }
 
 // iamSimulate allows every action unless DenyAction said otherwise for the
@@ -633,6 +634,11 @@ func (s *Server) iamSimulate(q *request) *apiError {
 			res.EvaluationResults = append(res.EvaluationResults, xmlEvalResult{EvalActionName: a, EvalResourceName: r, EvalDecision: decision})
 		}
 	}
+	page, next, aerr := iamPage(q, res.EvaluationResults)
+	if aerr != nil {
+		return aerr
+	}
+	res.EvaluationResults, res.IsTruncated, res.Marker = page, next != "", next
 	return writeQuery(q, iamNS, res)
 }
 

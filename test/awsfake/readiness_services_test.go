@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/servicequotas"
 
@@ -159,5 +161,36 @@ func TestReadinessServicesRecordUnmodelledRequests(t *testing.T) {
 	}
 	if n := len(srv.Unexpected()); n != 2 {
 		t.Errorf("Unexpected() has %d entries, want 2: %v", n, srv.Unexpected())
+	}
+}
+
+func TestSimulatePrincipalPolicyPagesItsResultsForThePaginator(t *testing.T) {
+	srv := newServer(t, awsfake.Options{})
+	srv.DenyAction(drbotRole, "ecr:DescribeImages")
+	c := iam.NewFromConfig(srv.Config(region, drbotKey, drbotSec))
+	pg := iam.NewSimulatePrincipalPolicyPaginator(c, &iam.SimulatePrincipalPolicyInput{
+		PolicySourceArn: aws.String(drbotRole),
+		ActionNames:     []string{"eks:ListClusters", "ec2:DescribeVpcs", "ecr:DescribeImages", "servicequotas:GetServiceQuota", "ec2:DescribeSubnets"},
+		MaxItems:        aws.Int32(2),
+	})
+	var denied []string
+	n := 0
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx(t))
+		if err != nil {
+			t.Fatalf("simulating: %v", err)
+		}
+		for _, r := range page.EvaluationResults {
+			n++
+			if r.EvalDecision != iamtypes.PolicyEvaluationDecisionTypeAllowed {
+				denied = append(denied, aws.ToString(r.EvalActionName))
+			}
+		}
+	}
+	if n != 5 || len(denied) != 1 || denied[0] != "ecr:DescribeImages" {
+		t.Errorf("over pages: %d results, denied %v; want 5 results with only ecr:DescribeImages denied", n, denied)
+	}
+	if calls := srv.CallsTo("iam", "SimulatePrincipalPolicy"); calls != 3 {
+		t.Errorf("SimulatePrincipalPolicy was called %d times, want 3 pages of at most 2", calls)
 	}
 }
