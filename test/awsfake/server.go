@@ -1,6 +1,7 @@
 // Package awsfake is a stateful wire-level stand-in for the AWS services drbot
-// calls: EKS, STS, IAM and ELBv2 here, and the edge services (Route 53,
-// CloudFront, API Gateway) mounted from package edge. One httptest server
+// calls: EKS, STS, IAM and ELBv2 here, the readiness checks' read-only ECR,
+// Service Quotas and EC2 calls (readiness_mount.go), and the edge services
+// (Route 53, CloudFront, API Gateway) mounted from package edge. One httptest server
 // answers every service; requests are routed by the service name in their
 // SigV4 credential scope, exactly the way the real aws-sdk-go-v2 clients sign
 // them, so tests exercise the same serialization, error decoding, retries,
