@@ -86,12 +86,13 @@ type readinessRunner struct {
 	cfg    *config.Config
 	log    *slog.Logger
 	vault  *vaultClients
+	aws    *awsConfigs
 	mu     sync.Mutex
 	charts string
 }
 
 func newReadinessRunner(cfg *config.Config, log *slog.Logger) *readinessRunner {
-	return &readinessRunner{cfg: cfg, log: log, vault: &vaultClients{cfg: cfg, log: log}}
+	return &readinessRunner{cfg: cfg, log: log, vault: &vaultClients{cfg: cfg, log: log}, aws: &awsConfigs{}}
 }
 
 // Run is a readiness.RunFunc.
@@ -120,6 +121,7 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 
 	gc := &readiness.GitLabCheck{Config: cfg}
 	tc := &readiness.TemplatesCheck{Config: cfg}
+	ic := &readiness.ImagesCheck{Config: cfg, AWS: r.aws.get}
 	if tok, err := cfg.GitLab.Token.Resolve(); err != nil {
 		gc.ClientErr = fmt.Errorf("gitlab.token: %w", err)
 	} else if c, err := gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4")); err != nil {
@@ -127,9 +129,13 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 	} else {
 		gc.Client = c
 		tc.GitOps = gitops.New(cfg, gitops.FromClient(c), gitops.Options{Waves: waves(cfg), NameSuffix: cfg.GitLab.DRNameSuffix})
+		ic.GitLab = gitops.FromClient(c)
 	}
-	tc.ClientErr = gc.ClientErr
-	checks = append(checks, gc, tc, &readiness.TerraformCheck{})
+	tc.ClientErr, ic.ClientErr = gc.ClientErr, gc.ClientErr
+	checks = append(checks, gc, tc, &readiness.TerraformCheck{}, ic,
+		&readiness.CapacityCheck{Config: cfg, AWS: r.aws.get},
+		&readiness.AWSPermissionsCheck{Config: cfg, AWS: r.aws.get},
+		&readiness.CutoverCheck{Config: cfg, AWS: r.aws.get})
 
 	cc := &readiness.ChartsCheck{}
 	cc.Steps, cc.StepsErr = helm.New(helm.Options{Config: cfg, Kube: kube.Static(nil), IngressManifests: cfg.Addons[config.AddonIstioGateway].IngressManifests,
@@ -143,15 +149,8 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 		sc.API = slack.New(tok, slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionHTTPClient(&http.Client{Timeout: time.Minute, Transport: sc.Scopes}))
 		checks = append(checks, sc)
 	}
-	if awsReadinessChecks != nil {
-		checks = append(checks, awsReadinessChecks(ctx, cfg, r.log)...)
-	}
 	return checks
 }
-
-// awsReadinessChecks adds the AWS checks (images, capacity, permissions.aws,
-// cutover targets) when they are wired; nil leaves them out.
-var awsReadinessChecks func(ctx context.Context, cfg *config.Config, log *slog.Logger) []readiness.Check
 
 // chartCache keeps located charts between runs, under the user's cache.
 func (r *readinessRunner) chartCache() string {
