@@ -39,8 +39,17 @@ type Bot struct {
 	readiness ReadinessFunc
 
 	connected atomic.Bool // Socket Mode is connected (for /readyz)
-	// ctx is drbot's lifetime, for work that outlives a click (a rollback).
-	ctx context.Context
+	// ctx is drbot's lifetime, for work that outlives a click (a rollback);
+	// set by Run while the admin socket may already be taking actions.
+	ctx atomic.Pointer[context.Context]
+}
+
+// lifetime is drbot's lifetime once Run started.
+func (b *Bot) lifetime() context.Context {
+	if ctx := b.ctx.Load(); ctx != nil {
+		return *ctx
+	}
+	return context.Background()
 }
 
 // Connected reports whether the Socket Mode connection is up.
@@ -80,14 +89,14 @@ func New(cfg *config.Config, api *slack.Client, eng *recovery.Engine, store *sta
 	}
 	return &Bot{
 		cfg: cfg, api: api, eng: eng, store: store, policy: policy, log: opts.Logger, clock: opts.Clock,
-		sm: socketmode.New(api, opts.SocketOptions...), jobs: make(chan job, opts.QueueSize), workers: opts.Workers, ctx: context.Background(), onAck: opts.OnAck,
+		sm: socketmode.New(api, opts.SocketOptions...), jobs: make(chan job, opts.QueueSize), workers: opts.Workers, onAck: opts.OnAck,
 	}
 }
 
 // Run serves Socket Mode until ctx ends. The client reconnects by itself
 // after Slack's refresh disconnects and network errors.
 func (b *Bot) Run(ctx context.Context) error {
-	b.ctx = ctx
+	b.ctx.Store(&ctx)
 	for i := 0; i < b.workers; i++ {
 		go b.worker(ctx)
 	}

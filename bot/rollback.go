@@ -206,7 +206,7 @@ func (b *Bot) rollbackDecision(ctx context.Context, user string, v ButtonValue, 
 }
 
 func (b *Bot) runRollback(run state.Run, v ButtonValue, by, record string, progress func(string)) {
-	rbErr := b.rollback(b.ctx, run.ID, record, progress)
+	rbErr := b.rollback(b.lifetime(), run.ID, record, progress)
 	final := recovery.Event{Key: rollbackKey(run.ID, v.Round) + "/done", Kind: EventRollbackDone, RunID: run.ID, Target: run.Target, Mode: run.Mode,
 		Phase: recovery.PhaseCutover, Time: b.clock(), Message: "rollback finished and verified: traffic goes where it went before the cutover"}
 	result := "restored"
