@@ -132,10 +132,20 @@ func (l *callLog) report(t *testing.T) {
 // step by the User-Agent drbot sends, and checked against that step's
 // declaration in recovery/standard/permissions.go: none undeclared.
 func TestWholeRecoveryCallsNothingItsStepsDoNotDeclare(t *testing.T) {
+	checkRunCalls(t, false)
+}
+
+// TestDrillWithTeardownCallsNothingItsStepsDoNotDeclare does the same for a
+// drill, whose teardown removes what the run made.
+func TestDrillWithTeardownCallsNothingItsStepsDoNotDeclare(t *testing.T) {
+	checkRunCalls(t, true)
+}
+
+func checkRunCalls(t *testing.T, drill bool) {
 	if testing.Short() {
-		t.Skip("runs two Kubernetes control planes and a whole recovery")
+		t.Skip("runs two Kubernetes control planes and a whole run")
 	}
-	w := world.Start(t, world.Options{Services: 4, KubeAudit: true})
+	w := world.Start(t, world.Options{Services: 4, KubeAudit: true, Drill: drill})
 	cfg, err := w.Config(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +164,11 @@ func TestWholeRecoveryCallsNothingItsStepsDoNotDeclare(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if err := d.slash(ctx, world.UserOncall, "start "+w.Opts.Target); err != nil {
+	start := "start " + w.Opts.Target
+	if drill {
+		start += " --drill"
+	}
+	if err := d.slash(ctx, world.UserOncall, start); err != nil {
 		t.Fatal(err)
 	}
 	go d.approveGates(ctx, 0, nil)
@@ -163,7 +177,14 @@ func TestWholeRecoveryCallsNothingItsStepsDoNotDeclare(t *testing.T) {
 		t.Fatal(err)
 	}
 	if run.Status != state.RunSucceeded {
-		t.Fatalf("the recovery ended %s; the call log of a partial run proves little", run.Status)
+		var recs map[string]state.StepRecord
+		_ = d.srv.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(run.ID); return })
+		for id, r := range recs {
+			if r.Status != state.StepSucceeded {
+				t.Logf("step %s: %s %s", id, r.Status, r.Error)
+			}
+		}
+		t.Fatalf("the run ended %s; the call log of a partial run proves little", run.Status)
 	}
 
 	l := newCallLog(cfg, w.Opts.Target)
@@ -200,7 +221,7 @@ func TestWholeRecoveryCallsNothingItsStepsDoNotDeclare(t *testing.T) {
 	}
 
 	// The attribution itself works: each far end saw the steps that use it.
-	for step, ends := range map[string][]string{
+	expect := map[string][]string{
 		standard.ClusterCreate:     {"aws"},
 		standard.ClusterAccess:     {"aws", "kube/dr"},
 		standard.IAMRoles:          {"aws"},
@@ -215,7 +236,11 @@ func TestWholeRecoveryCallsNothingItsStepsDoNotDeclare(t *testing.T) {
 		standard.DeployWatch:       {"kube/management"},
 		standard.EndpointsDiscover: {"aws"},
 		standard.EndpointsApply:    {"aws"},
-	} {
+	}
+	if drill {
+		expect[standard.Teardown] = []string{"aws", "kube/management", "kube/dr", "vault", "gitlab"}
+	}
+	for step, ends := range expect {
 		for _, end := range ends {
 			if !l.seen[step][end] {
 				t.Errorf("no %s call attributed to step %s: the User-Agent does not carry the step there", end, step)

@@ -412,6 +412,7 @@ var declarations = map[string]permissions.Step{
 				kube(permissions.DR, anyNS, "", []string{"services"}, "list", "delete"),
 				kube(permissions.DR, anyNS, "networking.k8s.io", []string{"ingresses"}, "list", "delete"),
 				kube(permissions.DR, clusterScoped, karpenterGroup, []string{"nodeclaims", "nodepools"}, "list", "delete"),
+				kube(permissions.DR, clusterScoped, karpenterAWSGroup, []string{"ec2nodeclasses"}, "list", "delete"),
 			},
 			Vault: []permissions.VaultPath{
 				vault("sys/auth", "read"),
