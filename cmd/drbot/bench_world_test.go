@@ -1,0 +1,626 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/standard"
+	"github.com/drbot/drbot/state"
+	"github.com/drbot/drbot/test/slackfake"
+	"github.com/drbot/drbot/test/world"
+)
+
+// `make bench`: one invocation, one table. Side by side on the same
+// machine: the modelled time to recover against the critical-path bound
+// and the hand process, drbot's own cost at 150 and 1,500 services, and
+// the Socket Mode ack latency. The table goes to stdout and, as JSON, to
+// .cache/bench/<UTC time>.json (git-ignored).
+
+// benchSpeed is how many times faster than AWS the far ends answer in
+// the modelled run: 12 minutes of EKS become 3.6 s.
+const benchSpeed = 200
+
+// The issue's targets.
+const (
+	targetRatio     = 1.05
+	targetCPU150    = 2 * time.Second
+	targetCPU1500   = 10 * time.Second
+	targetRSSMiB    = 200
+	benchRunTimeout = 4 * time.Minute
+)
+
+// stepLatencies maps each step of the standard runbook to the far-end
+// latency it waits on; steps absent wait on nothing but drbot and the
+// stand-ins (zero). The mapping follows what each integration waits for:
+//
+//	cluster.create         CreateCluster → ACTIVE, then the node group, then
+//	                       the eks-pod-identity-agent add-on, one after another
+//	addons.lbc             Helm --wait: the controller's pods Ready
+//	addons.karpenter       the Argo CD Application Healthy: Karpenter's pods Ready
+//	addons.istio           base (CRDs, no pods), then istiod's pods, then the
+//	                       gateway's pods: two AddonPodsReady in a row
+//	addons.vault-injector  Helm --wait: the injector's pods Ready
+//	deploy.watch           every Application Healthy: the last service pod Ready,
+//	                       AppsHealthySpread after the merge
+//	endpoints.discover     the NLB active; it was created when the gateway chart
+//	                       made its Service, one AddonPodsReady before
+//	                       addons.istio ended, so only the rest is left
+//	endpoints.verify       Route 53 INSYNC and CloudFront Deployed, both changes
+//	                       submitted by endpoints.apply at once: the longer
+//
+// Gates are approved instantly; iam.roles finds the Pod Identity agent
+// that cluster.create installed.
+func stepLatencies(l world.Latencies) map[string]time.Duration {
+	return map[string]time.Duration{
+		standard.ClusterCreate:     l.EKSControlPlane + l.NodeGroup + l.EKSAddon,
+		standard.AddonsLBC:         l.AddonPodsReady,
+		standard.AddonsKarpenter:   l.AddonPodsReady,
+		standard.AddonsIstio:       2 * l.AddonPodsReady,
+		standard.AddonsVaultInject: l.AddonPodsReady,
+		standard.DeployWatch:       l.AppsHealthySpread,
+		standard.EndpointsDiscover: max(0, l.LoadBalancer-l.AddonPodsReady),
+		standard.EndpointsVerify:   max(l.Route53InSync, l.CloudFrontDeploy),
+	}
+}
+
+// handLatencies is the hand process: the same far ends, one after
+// another — nothing overlaps, the load balancer is waited for whole and
+// the DNS change before the CDN change.
+func handLatencies(l world.Latencies) map[string]time.Duration {
+	m := stepLatencies(l)
+	m[standard.EndpointsDiscover] = l.LoadBalancer
+	m[standard.EndpointsVerify] = l.Route53InSync + l.CloudFrontDeploy
+	return m
+}
+
+// criticalPath is the longest path through book's dependency graph with
+// each step lasting d[step]: no scheduler can finish sooner.
+func criticalPath(book *recovery.Runbook, d map[string]time.Duration) (time.Duration, []string) {
+	type best struct {
+		end  time.Duration
+		path []string
+	}
+	memo := map[string]best{}
+	var visit func(id string) best
+	visit = func(id string) best {
+		if b, ok := memo[id]; ok {
+			return b
+		}
+		s, _ := book.Step(id)
+		var longest best
+		for _, dep := range s.DependsOn {
+			if b := visit(dep); b.end > longest.end || longest.path == nil {
+				longest = b
+			}
+		}
+		b := best{end: longest.end + d[id], path: append(append([]string(nil), longest.path...), id)}
+		memo[id] = b
+		return b
+	}
+	var out best
+	for _, s := range book.Steps() {
+		if b := visit(s.ID); b.end >= out.end {
+			out = b
+		}
+	}
+	return out.end, out.path
+}
+
+// sumLatencies is every step's latency one after another.
+func sumLatencies(book *recovery.Runbook, d map[string]time.Duration) time.Duration {
+	var sum time.Duration
+	for _, s := range book.Steps() {
+		sum += d[s.ID]
+	}
+	return sum
+}
+
+// handEstimates is the runbook's own estimate of the hand process (the
+// Estimate of every step, the "60 minutes" of DESIGN §1).
+func handEstimates(book *recovery.Runbook) time.Duration {
+	var sum time.Duration
+	for _, s := range book.Steps() {
+		sum += s.Estimate
+	}
+	return sum
+}
+
+type benchReport struct {
+	Date    time.Time    `json:"date"`
+	Machine benchMachine `json:"machine"`
+	MTTR    *mttrResult  `json:"mttr,omitempty"`
+	Cost    []costResult `json:"cost,omitempty"`
+	Ack     *ackResult   `json:"ack,omitempty"`
+	Wall    float64      `json:"bench_wall_seconds"`
+}
+
+type benchMachine struct {
+	CPU       string `json:"cpu"`
+	Cores     int    `json:"cores"`
+	MemoryGiB int    `json:"memory_gib"`
+	OS        string `json:"os"`
+	Go        string `json:"go"`
+}
+
+type mttrResult struct {
+	Services   int     `json:"services"`
+	Speed      float64 `json:"speed"`
+	Status     string  `json:"status"`
+	WallSec    float64 `json:"wall_seconds"`
+	ModelMin   float64 `json:"modelled_mttr_minutes"`
+	BoundMin   float64 `json:"critical_path_minutes"`
+	Ratio      float64 `json:"ratio"`
+	HandSeqMin float64 `json:"hand_sequential_minutes"`
+	HandEstMin float64 `json:"hand_estimates_minutes"`
+	// Path is the critical path; Steps the modelled start and end of every
+	// step (minutes from the run's start) beside the bound's.
+	Path   []string              `json:"critical_path"`
+	Steps  map[string][4]float64 `json:"steps_modelled_start_end_bound_start_end"`
+	Errors []string              `json:"errors,omitempty"`
+}
+
+type costResult struct {
+	Services    int                    `json:"services"`
+	Status      string                 `json:"status"`
+	WallSec     float64                `json:"run_wall_seconds"`
+	CPUSec      float64                `json:"drbot_cpu_seconds"`
+	RSSMiB      float64                `json:"drbot_peak_rss_mib"`
+	Slack       map[string]slackMethod `json:"slack"`
+	WriteTx     uint64                 `json:"bbolt_write_tx"`
+	StateBytes  int64                  `json:"state_file_bytes"`
+	GrowthBytes int64                  `json:"state_growth_bytes"`
+	Errors      []string               `json:"errors,omitempty"`
+}
+
+type slackMethod struct {
+	Calls     int     `json:"calls"`
+	MaxPerMin int     `json:"max_per_minute"` // most calls in any 60 s window
+	MaxPerSec int     `json:"max_per_second"` // most calls in any 1 s window
+	Tier      string  `json:"tier"`
+	Limit     float64 `json:"limit_per_minute"` // 0: not checked
+	OK        bool    `json:"within_tier"`
+}
+
+type ackResult struct {
+	P50ms float64 `json:"p50_ms"`
+	P99ms float64 `json:"p99_ms"`
+	Acks  float64 `json:"acks"`
+}
+
+// slackTiers are the per-minute limits of the methods drbot calls (see
+// /work/shared/notes/tech-facts.md and Slack's method pages). "special"
+// chat.postMessage allows about one message per second per channel: it
+// is checked per second against the poster's pacing instead.
+var slackTiers = map[string]struct {
+	tier  string
+	limit float64
+}{
+	"apps.connections.open":        {"T1", 1},
+	"conversations.create":         {"T2", 20},
+	"conversations.setTopic":       {"T2", 20},
+	"conversations.setPurpose":     {"T2", 20},
+	"usergroups.users.list":        {"T2", 20},
+	"conversations.invite":         {"T3", 50},
+	"conversations.info":           {"T3", 50},
+	"chat.update":                  {"T3", 50},
+	"users.info":                   {"T4", 100},
+	"chat.postEphemeral":           {"T4", 100},
+	"views.open":                   {"T4", 100},
+	"files.getUploadURLExternal":   {"T4", 100},
+	"files.completeUploadExternal": {"T4", 100},
+	"chat.postMessage":             {"special", 0},
+}
+
+func slackUsage(calls []slackfake.Call) map[string]slackMethod {
+	byMethod := map[string][]time.Time{}
+	for _, c := range calls {
+		byMethod[c.Method] = append(byMethod[c.Method], c.Time)
+	}
+	out := map[string]slackMethod{}
+	for m, ts := range byMethod {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		window := func(w time.Duration) int {
+			most, lo := 0, 0
+			for hi := range ts {
+				for ts[hi].Sub(ts[lo]) >= w {
+					lo++
+				}
+				most = max(most, hi-lo+1)
+			}
+			return most
+		}
+		r := slackMethod{Calls: len(ts), MaxPerMin: window(time.Minute), MaxPerSec: window(time.Second), Tier: "?", OK: true}
+		if t, ok := slackTiers[m]; ok {
+			r.Tier, r.Limit = t.tier, t.limit
+		}
+		switch {
+		case r.Limit > 0:
+			r.OK = float64(r.MaxPerMin) <= r.Limit
+		case m == "chat.postMessage":
+			// The poster's default pacing: 1 a second per channel after a burst of 4.
+			r.OK = r.MaxPerSec <= 4+1
+		}
+		out[m] = r
+	}
+	return out
+}
+
+// BenchmarkRecovery is `make bench`: every figure of the table in one
+// invocation (run it with -benchtime 1x).
+func BenchmarkRecovery(b *testing.B) {
+	began := time.Now()
+	rep := benchReport{Date: began.UTC(), Machine: machineFacts()}
+	b.Run("mttr", func(b *testing.B) {
+		r := benchMTTR(b, 150)
+		rep.MTTR = &r
+		b.ReportMetric(r.ModelMin, "modelled-min")
+		b.ReportMetric(r.BoundMin, "bound-min")
+		b.ReportMetric(r.Ratio, "ratio")
+	})
+	for _, n := range []int{150, 1500} {
+		b.Run(fmt.Sprintf("cost-%d", n), func(b *testing.B) {
+			r := benchCost(b, n)
+			rep.Cost = append(rep.Cost, r)
+			b.ReportMetric(r.CPUSec, "cpu-s")
+			b.ReportMetric(r.RSSMiB, "rss-MiB")
+		})
+	}
+	b.Run("ack", func(b *testing.B) {
+		p50, p99, n := measureAckLatency(b)
+		rep.Ack = &ackResult{P50ms: p50, P99ms: p99, Acks: n}
+		b.ReportMetric(p50, "p50-ms")
+		b.ReportMetric(p99, "p99-ms")
+	})
+	rep.Wall = time.Since(began).Seconds()
+	fmt.Print(renderBench(rep))
+	if path, err := writeBench(rep); err != nil {
+		b.Errorf("writing the bench JSON: %v", err)
+	} else {
+		fmt.Printf("written to %s\n", path)
+	}
+}
+
+func benchMTTR(b *testing.B, services int) mttrResult {
+	lat := world.Realistic()
+	std, err := standard.Runbook()
+	if err != nil {
+		b.Fatal(err)
+	}
+	book := std.ForMode(state.ModeRecovery)
+	bound, path := criticalPath(book, stepLatencies(lat))
+	r := mttrResult{Services: services, Speed: benchSpeed, Path: path,
+		BoundMin:   bound.Minutes(),
+		HandSeqMin: sumLatencies(book, handLatencies(lat)).Minutes(),
+		HandEstMin: handEstimates(book).Minutes(),
+	}
+
+	w := world.Start(b, world.Options{Services: services, Latency: lat.Scaled(benchSpeed)})
+	cfg, err := w.Config(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := newWorldDriver(w, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), benchRunTimeout)
+	defer cancel()
+	if err := d.serve(ctx, serveOptions{poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 100 * time.Millisecond}}); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := d.stop(); err != nil {
+			b.Error(err)
+		}
+	}()
+	b.ResetTimer()
+	if err := d.slash(ctx, world.UserOncall, "start "+w.Opts.Target); err != nil {
+		b.Fatal(err)
+	}
+	go d.approveGates(ctx, 0, nil)
+	run, err := d.waitRun(ctx)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Status = string(run.Status)
+	wall := run.FinishedAt.Sub(run.StartedAt)
+	r.WallSec = wall.Seconds()
+	r.ModelMin = (wall * benchSpeed).Minutes()
+	r.Ratio = r.ModelMin / r.BoundMin
+
+	var recs map[string]state.StepRecord
+	_ = d.srv.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(run.ID); return })
+	r.Steps = map[string][4]float64{}
+	starts := boundSchedule(book, stepLatencies(lat))
+	for id, rec := range recs {
+		if rec.Status != state.StepSucceeded {
+			r.Errors = append(r.Errors, fmt.Sprintf("step %s: %s %s", id, rec.Status, rec.Error))
+		}
+		m := func(t time.Time) float64 { return (t.Sub(run.StartedAt) * benchSpeed).Minutes() }
+		r.Steps[id] = [4]float64{m(rec.StartedAt), m(rec.FinishedAt), starts[id].Minutes(), (starts[id] + stepLatencies(lat)[id]).Minutes()}
+	}
+	sort.Strings(r.Errors)
+	return r
+}
+
+// boundSchedule is each step's earliest start in the bound's schedule.
+func boundSchedule(book *recovery.Runbook, d map[string]time.Duration) map[string]time.Duration {
+	start := map[string]time.Duration{}
+	var visit func(id string) time.Duration
+	visit = func(id string) time.Duration {
+		if s, ok := start[id]; ok {
+			return s
+		}
+		st, _ := book.Step(id)
+		var at time.Duration
+		for _, dep := range st.DependsOn {
+			at = max(at, visit(dep)+d[dep])
+		}
+		start[id] = at
+		return at
+	}
+	for _, s := range book.Steps() {
+		visit(s.ID)
+	}
+	return start
+}
+
+// benchCost recovers services at zero added latency with drbot as a
+// child process (production poster pacing) and measures that process.
+func benchCost(b *testing.B, services int) costResult {
+	r := costResult{Services: services}
+	// An empty state file's size, for the growth.
+	empty, err := emptyStateBytes(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := world.Start(b, world.Options{Services: services})
+	dir := b.TempDir()
+	c := startWorldChild(b, w, dir, worldChildOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), benchRunTimeout)
+	defer cancel()
+	b.ResetTimer()
+	if err := slashAsChild(ctx, w, world.UserOncall, "start "+w.Opts.Target); err != nil {
+		b.Fatal(err)
+	}
+	a := &slackApprover{Slack: w.Slack, User: world.UserLead}
+	actx, acancel := context.WithCancel(ctx)
+	defer acancel()
+	go a.Run(actx)
+	run, err := c.WaitRun(ctx)
+	acancel()
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Status = string(run.Status)
+	// Let the poster finish what the run left in the outbox.
+	quiet(ctx, w.Slack, 3*time.Second, time.Minute)
+	if err := c.Stop(); err != nil {
+		b.Fatal(err)
+	}
+	ru, err := c.Wait()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.CPUSec = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	r.RSSMiB = float64(ru.Maxrss) / 1024
+	r.Slack = slackUsage(w.Slack.Calls())
+
+	s, err := state.Open(c.StatePath, state.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var runs []state.Run
+	_ = s.View(func(tx *state.Tx) (err error) { runs, err = tx.Runs(); return })
+	if len(runs) > 0 {
+		last := runs[len(runs)-1]
+		r.WallSec = last.FinishedAt.Sub(last.StartedAt).Seconds()
+	}
+	st, err := s.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.WriteTx, r.StateBytes, r.GrowthBytes = st.WriteTx, st.FileBytes, st.FileBytes-empty
+	if p := c.PanicLines(); len(p) > 0 {
+		r.Errors = append(r.Errors, p...)
+	}
+	return r
+}
+
+func emptyStateBytes(dir string) (int64, error) {
+	s, err := state.Open(filepath.Join(dir, "empty.db"), state.Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	st, err := s.Stats()
+	return st.FileBytes, err
+}
+
+// quiet waits until the Slack stand-in has had no call for idle, at most
+// limit.
+func quiet(ctx context.Context, s *slackfake.Server, idle, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	last, lastAt := len(s.Calls()), time.Now()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(200 * time.Millisecond)
+		if n := len(s.Calls()); n != last {
+			last, lastAt = n, time.Now()
+		}
+		if time.Since(lastAt) >= idle {
+			return
+		}
+	}
+}
+
+func machineFacts() benchMachine {
+	m := benchMachine{Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+		_ = f.Close()
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err == nil {
+			m.MemoryGiB = (kb + 1<<19) >> 20
+		}
+	}
+	return m
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISS"
+}
+
+// renderBench is the one table.
+func renderBench(r benchReport) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\ndrbot bench — %s, %s, %d cores, %d GiB, %s\n\n", r.Date.Format(time.RFC3339), r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryGiB, r.Machine.Go)
+	fmt.Fprintf(&sb, "%-58s %14s %14s %6s\n", "figure", "value", "target", "")
+	row := func(name, value, target string, ok bool) {
+		fmt.Fprintf(&sb, "%-58s %14s %14s %6s\n", name, value, target, verdict(ok))
+	}
+	info := func(name, value string) { fmt.Fprintf(&sb, "%-58s %14s\n", name, value) }
+	if m := r.MTTR; m != nil {
+		info(fmt.Sprintf("modelled run: %d services, far ends %gx faster, wall", m.Services, m.Speed), fmt.Sprintf("%.2f s", m.WallSec))
+		info("  run status", m.Status)
+		info("modelled MTTR (wall × speed)", fmt.Sprintf("%.1f min", m.ModelMin))
+		info("critical-path lower bound", fmt.Sprintf("%.1f min", m.BoundMin))
+		row("MTTR / bound", fmt.Sprintf("%.3f", m.Ratio), fmt.Sprintf("≤ %.2f", targetRatio), m.Ratio <= targetRatio && m.Status == string(state.RunSucceeded))
+		row("hand process, same latencies one after another", fmt.Sprintf("%.1f min", m.HandSeqMin), fmt.Sprintf("MTTR ≤ %.1f", m.HandSeqMin/2), m.ModelMin <= m.HandSeqMin/2)
+		info("hand process, the runbook's step estimates", fmt.Sprintf("%.1f min", m.HandEstMin))
+	}
+	for _, c := range r.Cost {
+		cpuTarget := targetCPU150
+		if c.Services > 150 {
+			cpuTarget = targetCPU1500
+		}
+		info(fmt.Sprintf("cost: %d services, zero latency, run wall (%s)", c.Services, c.Status), fmt.Sprintf("%.2f s", c.WallSec))
+		row("  drbot CPU (user+sys)", fmt.Sprintf("%.2f s", c.CPUSec), fmt.Sprintf("< %s", cpuTarget), time.Duration(c.CPUSec*float64(time.Second)) < cpuTarget)
+		row("  drbot peak RSS", fmt.Sprintf("%.0f MiB", c.RSSMiB), fmt.Sprintf("< %d MiB", targetRSSMiB), c.RSSMiB < targetRSSMiB)
+		info("  bbolt write transactions", fmt.Sprint(c.WriteTx))
+		info("  state file (growth over an empty one)", fmt.Sprintf("%d KiB (+%d)", c.StateBytes>>10, c.GrowthBytes>>10))
+		methods := make([]string, 0, len(c.Slack))
+		for m := range c.Slack {
+			methods = append(methods, m)
+		}
+		sort.Strings(methods)
+		for _, m := range methods {
+			s := c.Slack[m]
+			target := s.Tier
+			switch {
+			case s.Limit > 0:
+				target = fmt.Sprintf("%s ≤ %g/min", s.Tier, s.Limit)
+			case m == "chat.postMessage":
+				target = "≤ 5/s (pacer)"
+			}
+			row(fmt.Sprintf("  slack %s: calls, max/min, max/s", m), fmt.Sprintf("%d, %d, %d", s.Calls, s.MaxPerMin, s.MaxPerSec), target, s.OK)
+		}
+	}
+	if a := r.Ack; a != nil {
+		row("Socket Mode ack p50 / p99 (400 envelopes, a run active)", fmt.Sprintf("%.1f / %.1f ms", a.P50ms, a.P99ms), "p99 < 100 ms", a.P99ms < 100)
+	}
+	info("bench wall time", fmt.Sprintf("%.0f s", r.Wall))
+	return sb.String()
+}
+
+func writeBench(r benchReport) (string, error) {
+	root, err := benchRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, ".cache", "bench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, r.Date.Format("2006-01-02T150405Z")+".json")
+	return path, os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// benchRoot is the module root above the package directory.
+func benchRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above %s", dir)
+		}
+		dir = parent
+	}
+}
+
+// The bound is the DAG's longest path: on the standard runbook with the
+// realistic table it runs cluster → LBC → Istio → merge → deploy watch →
+// cutover → verify, and the hand process is longer.
+func TestCriticalPathOfTheStandardRunbookFollowsTheClusterAndTheDeployWatch(t *testing.T) {
+	std, err := standard.Runbook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	book := std.ForMode(state.ModeRecovery)
+	lat := world.Realistic()
+	bound, path := criticalPath(book, stepLatencies(lat))
+	want := lat.EKSControlPlane + lat.NodeGroup + lat.EKSAddon + lat.AddonPodsReady + 2*lat.AddonPodsReady + lat.AppsHealthySpread + lat.CloudFrontDeploy
+	if bound != want {
+		t.Errorf("bound = %s, want %s (path %v)", bound, want, path)
+	}
+	for _, id := range []string{standard.ClusterCreate, standard.AddonsIstio, standard.GitOpsMerge, standard.DeployWatch, standard.EndpointsApply, standard.EndpointsVerify, standard.Postmortem} {
+		if !benchHas(path, id) {
+			t.Errorf("critical path %v lacks %s", path, id)
+		}
+	}
+	if hand := sumLatencies(book, handLatencies(lat)); hand <= bound {
+		t.Errorf("hand process %s is not longer than the bound %s", hand, bound)
+	}
+	if est := handEstimates(book); est < 55*time.Minute || est > 65*time.Minute {
+		t.Errorf("the runbook's estimates add up to %s, want about the 60 minutes of the hand process", est)
+	}
+	starts := boundSchedule(book, stepLatencies(lat))
+	if got := starts[standard.EndpointsVerify] + stepLatencies(lat)[standard.EndpointsVerify]; got != bound {
+		t.Errorf("the schedule ends verify at %s, want the bound %s", got, bound)
+	}
+}
+
+func benchHas(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
