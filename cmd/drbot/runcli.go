@@ -45,6 +45,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	cfgPath := configFlag(fs)
 	statePath := fs.String("state", "", "state file (default: state.path from the config)")
 	as := fs.String("as", "", "your break-glass name (a key of access.break_glass)")
+	fs.Usage = func() { fmt.Fprintln(stderr, runUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
