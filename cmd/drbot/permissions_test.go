@@ -34,16 +34,10 @@ type callLog struct {
 }
 
 func newCallLog(cfg *config.Config, target string) *callLog {
-	mount, path := cfg.Vault.NewRelicKV()
+	t, _ := cfg.Target(target)
 	return &callLog{
-		decl: standard.Permissions(),
-		vars: map[string]string{
-			"ARGOCD_NAMESPACE":   cfg.ArgoCD.Namespace,
-			"VAULT_SOURCE_MOUNT": strings.Trim(cfg.Vault.SourceMount, "/"),
-			"VAULT_TARGET_MOUNT": strings.Trim(cfg.Vault.TargetMountFor(target), "/"),
-			"NEWRELIC_KV_MOUNT":  mount,
-			"NEWRELIC_KV_PATH":   path,
-		},
+		decl:  standard.Permissions(),
+		vars:  standard.PermissionVars(cfg, t),
 		byEnd: map[string]map[string]int{},
 		seen:  map[string]map[string]bool{},
 	}

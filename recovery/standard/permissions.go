@@ -1,6 +1,9 @@
 package standard
 
 import (
+	"strings"
+
+	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/permissions"
 )
 
@@ -497,3 +500,50 @@ func concat[T any](parts ...[]T) []T {
 }
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// PermissionVars are the values of the declaration's placeholders for one
+// target of cfg: what the readiness checks expand ARNs and paths with. A
+// value config does not give (the account, when the role ARNs lack it)
+// is left out, so its placeholder stays.
+func PermissionVars(cfg *config.Config, t *config.Target) map[string]string {
+	vars := map[string]string{
+		"DR_REGION":          t.DR.Region,
+		"DR_CLUSTER":         t.DR.ClusterName,
+		"API_REGION":         t.DR.Region,
+		"ARGOCD_NAMESPACE":   cfg.ArgoCD.Namespace,
+		"DRBOT_NAMESPACE":    "drbot",
+		"VAULT_SOURCE_MOUNT": strings.Trim(cfg.Vault.SourceMount, "/"),
+		"VAULT_TARGET_MOUNT": strings.Trim(cfg.Vault.TargetMountFor(t.Name), "/"),
+	}
+	if r := cfg.CutoverFor(t).APIGatewayRegion; r != "" {
+		vars["API_REGION"] = r
+	}
+	if m, p := cfg.Vault.NewRelicKV(); m != "" {
+		vars["NEWRELIC_KV_MOUNT"], vars["NEWRELIC_KV_PATH"] = m, p
+	}
+	if cfg.State.Backup != nil {
+		vars["STATE_BUCKET"] = cfg.State.Backup.Bucket
+	}
+	if account, name, ok := roleARN(t.DrbotRoleARN); ok {
+		vars["ACCOUNT_ID"], vars["DRBOT_ROLE_NAME"] = account, name
+	}
+	if e := t.Cluster.EKS; e != nil {
+		if _, name, ok := roleARN(e.RoleARN); ok {
+			vars["EKS_CLUSTER_ROLE_NAME"] = name
+		}
+		if _, name, ok := roleARN(e.NodeGroup.NodeRoleARN); ok {
+			vars["EKS_NODE_ROLE_NAME"] = name
+		}
+	}
+	return vars
+}
+
+// roleARN splits arn:aws:iam::<account>:role/<path/>name.
+func roleARN(arn string) (account, name string, ok bool) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[2] != "iam" || !strings.HasPrefix(parts[5], "role/") {
+		return "", "", false
+	}
+	name = parts[5][strings.LastIndex(parts[5], "/")+1:]
+	return parts[4], name, parts[4] != "" && name != ""
+}

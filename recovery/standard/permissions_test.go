@@ -3,6 +3,9 @@ package standard
 import (
 	"slices"
 	"testing"
+
+	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/permissions"
 )
 
 func TestEveryStepHasADeclarationAndNoDeclarationNamesAnUnknownStep(t *testing.T) {
@@ -52,5 +55,28 @@ func TestCutoverStepsDeclareTheRoute53WriteOnlyWhereTheyChangeRecords(t *testing
 	}
 	if got := p.AWSActions(EndpointsDiscover); !slices.Equal(got, []string{"elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTags"}) {
 		t.Errorf("endpoints.discover actions = %v", got)
+	}
+}
+
+func TestPermissionVarsExpandTheExampleTargetsARNs(t *testing.T) {
+	cfg, err := config.Load("../../examples/drbot.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cfg.Targets {
+		tg := &cfg.Targets[i]
+		vars := PermissionVars(cfg, tg)
+		for _, want := range []string{"DR_REGION", "DR_CLUSTER", "ACCOUNT_ID", "DRBOT_ROLE_NAME", "ARGOCD_NAMESPACE", "VAULT_TARGET_MOUNT"} {
+			if vars[want] == "" {
+				t.Errorf("target %s: no value for ${%s}", tg.Name, want)
+			}
+		}
+		arn := permissions.Expand("arn:aws:eks:${DR_REGION}:${ACCOUNT_ID}:cluster/${DR_CLUSTER}", vars)
+		if want := "arn:aws:eks:" + tg.DR.Region + ":" + vars["ACCOUNT_ID"] + ":cluster/" + tg.DR.ClusterName; arn != want {
+			t.Errorf("target %s: %s, want %s", tg.Name, arn, want)
+		}
+		if tg.Cluster.EKS != nil && vars["EKS_NODE_ROLE_NAME"] == "" {
+			t.Errorf("target %s: the node role's name is not taken from node_role_arn", tg.Name)
+		}
 	}
 }
