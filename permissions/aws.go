@@ -11,23 +11,18 @@ import (
 // lists no resource type for them, so a policy must grant them on "*".
 // Every other action is granted on ARN patterns only.
 var unscoped = []string{
-	"cloudfront:ListDistributions",                        // CloudFront: ListDistributions has no resource type
-	"ec2:DescribeSubnets",                                 // EC2: Describe* actions have no resource types
-	"ec2:DescribeVpcs",                                    // idem
-	"eks:ListClusters",                                    // EKS: ListClusters has no resource type
-	"elasticloadbalancing:DescribeListeners",              // ELB v2: Describe* do not support resource-level permissions
-	"elasticloadbalancing:DescribeLoadBalancers",          // idem
-	"elasticloadbalancing:DescribeTags",                   // idem
-	"route53:ListHostedZones",                             // Route 53: ListHostedZones has no resource type
-	"servicequotas:GetServiceQuota",                       // Service Quotas: GetServiceQuota has no resource type
-	"sts:GetCallerIdentity",                               // STS: no resource type (and needs no grant at all)
-	"servicequotas:GetAWSDefaultServiceQuota",             // idem GetServiceQuota
-	"elasticloadbalancing:DescribeTargetGroups",           // ELB v2 Describe*
-	"elasticloadbalancing:DescribeTargetHealth",           // ELB v2 Describe*
-	"ec2:DescribeSecurityGroups",                          // EC2 Describe*
-	"ec2:DescribeInstanceTypeOfferings",                   // EC2 Describe*
-	"ec2:DescribeAvailabilityZones",                       // EC2 Describe*
-	"elasticloadbalancing:DescribeLoadBalancerAttributes", // ELB v2 Describe*
+	"cloudfront:ListDistributions",               // CloudFront: ListDistributions has no resource type
+	"ec2:DescribeInstanceTypes",                  // EC2: Describe* actions have no resource types
+	"ec2:DescribeSubnets",                        // idem
+	"ec2:DescribeVpcs",                           // idem
+	"eks:ListClusters",                           // EKS: ListClusters has no resource type
+	"elasticloadbalancing:DescribeListeners",     // ELB v2: Describe* do not support resource-level permissions
+	"elasticloadbalancing:DescribeLoadBalancers", // idem
+	"elasticloadbalancing:DescribeTags",          // idem
+	"route53:ListHostedZones",                    // Route 53: ListHostedZones has no resource type
+	"servicequotas:GetAWSDefaultServiceQuota",    // Service Quotas: no resource type
+	"servicequotas:GetServiceQuota",              // idem
+	"sts:GetCallerIdentity",                      // STS: no resource type (and needs no grant at all)
 }
 
 // IsUnscoped says whether action is one AWS grants only on "*".

@@ -473,8 +473,10 @@ var other = map[string]permissions.Need{
 		AWS: concat(cutoverReads, []permissions.AWS{
 			aws("simulate drbot's own role against this declaration", []string{roleDrbot}, "iam:SimulatePrincipalPolicy"),
 			aws("images exist in the DR region's ECR", []string{ecrRepositories}, "ecr:DescribeImages"),
-			aws("quotas, VPC and subnets of the DR region", nil, "servicequotas:GetServiceQuota", "ec2:DescribeVpcs", "ec2:DescribeSubnets", "eks:ListClusters"),
-			aws(readEKSWhy, []string{eksCluster}, "eks:DescribeCluster"),
+			aws("quotas, VPC, subnets and instance types of the DR region; who drbot is", nil,
+				"servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota", "ec2:DescribeVpcs", "ec2:DescribeSubnets",
+				"ec2:DescribeInstanceTypes", "eks:ListClusters", "sts:GetCallerIdentity"),
+			aws(readEKSWhy+" and its node groups (pilot light)", []string{eksCluster, eksNodegroups}, "eks:DescribeCluster", "eks:DescribeNodegroup"),
 		}),
 		Kube: []permissions.KubeRule{
 			kube(permissions.Management, clusterScoped, "authorization.k8s.io", []string{"selfsubjectaccessreviews"}, "create"),
