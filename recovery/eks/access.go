@@ -261,6 +261,11 @@ func (a *Access) RESTConfig(region, cluster, endpoint, caData string) (*rest.Con
 		Host:            endpoint,
 		TLSClientConfig: rest.TLSClientConfig{CAData: ca},
 		UserAgent:       "drbot",
+		// client-go's default of 5 requests a second made the namespaces
+		// step of 150 services take minutes; Argo CD's controller uses
+		// the same 50/100 against the same API servers.
+		QPS:   50,
+		Burst: 100,
 		// The step's id goes into the User-Agent, so the audit log names it.
 		WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
 			return recovery.StepUserAgent(&bearer{src: src, next: rt})
