@@ -30,7 +30,7 @@ Usage:
                                            show what a run would do and how long it should take
                                            (-live: also read AWS, GitLab and the charts, read-only)
   drbot check    -config FILE [-target T]  read-only readiness checks: would a recovery work right now?
-  drbot run      -config FILE -as NAME start|status|approve|reject|retry|skip|abort|rollback …
+  drbot run      [-config FILE | -state PATH] -as NAME start|status|approve|reject|retry|skip|abort|rollback …
                                            break-glass: drive runs without Slack (audited)
   drbot sandbox  [-services N] [-speed X] [-fail STEP] [-interactive]
                                            a whole recovery on this machine against stand-ins
