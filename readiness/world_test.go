@@ -25,6 +25,7 @@ import (
 	"github.com/drbot/drbot/recovery/gitops/gitopstest"
 	"github.com/drbot/drbot/recovery/helm"
 	"github.com/drbot/drbot/recovery/kube"
+	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/test/gitlabfake"
 	"github.com/drbot/drbot/test/kubeenv"
 	"github.com/drbot/drbot/test/slackfake"
@@ -43,7 +44,9 @@ const (
 
 // drbotPolicy is what drbot's Vault token may do in a ready world.
 const drbotPolicy = `
-path "sys/auth/*" { capabilities = ["create", "update", "read", "sudo"] }
+path "sys/auth" { capabilities = ["read"] }
+path "sys/auth/*" { capabilities = ["create", "update", "delete", "read", "sudo"] }
+path "sys/capabilities-self" { capabilities = ["update"] }
 path "auth/k8s-dr-prod-eu/*" { capabilities = ["create", "read", "update", "list"] }
 path "auth/k8s-primary/role" { capabilities = ["list"] }
 path "auth/k8s-primary/role/*" { capabilities = ["read", "list"] }
@@ -159,7 +162,7 @@ func (w *world) startKube(ctx context.Context) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "argocd"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	w.setRole(ctx, []string{"get", "list", "watch", "create", "update", "patch"})
+	w.setRole(ctx, appVerbs)
 	if _, err := cs.RbacV1().RoleBindings("argocd").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "drbot"},
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "drbot", Namespace: "drbot"}},
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "drbot"}}, metav1.CreateOptions{}); err != nil {
@@ -173,10 +176,13 @@ func (w *world) startKube(ctx context.Context) {
 	w.kubeCfg = sa
 }
 
+// appVerbs are what drbot's Role allows on Applications in a ready world.
+var appVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
+
 // setRole gives drbot's Role these verbs on Applications (and all it needs on Secrets).
 func (w *world) setRole(ctx context.Context, appVerbs []string) {
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "drbot", Namespace: "argocd"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "create", "update", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"argoproj.io"}, Resources: []string{"applications"}, Verbs: appVerbs},
 	}}
 	roles := w.kube.Clientset().RbacV1().Roles("argocd")
@@ -207,7 +213,8 @@ func (w *world) checks() []readiness.Check {
 	rec := &readiness.ScopeRecorder{}
 	api := slack.New(w.slack.BotToken(), slack.OptionAPIURL(w.slackAP), slack.OptionHTTPClient(&http.Client{Transport: rec}))
 	out := []readiness.Check{
-		&readiness.VaultCheck{Config: w.cfg, Client: vc, Roles: []string{"payments", "orders"}},
+		&readiness.VaultCheck{Config: w.cfg, Client: vc, Roles: []string{"payments", "orders"},
+			Needs: func(t *config.Target) []readiness.VaultNeed { return readiness.VaultNeedsFrom(standard.Permissions(), w.cfg, t) }},
 		&readiness.GitLabCheck{Config: w.cfg, Client: gl},
 		&readiness.TemplatesCheck{Config: w.cfg, GitOps: gitops.New(w.cfg, gitops.FromClient(gl), gitops.Options{})},
 		&readiness.TerraformCheck{ExecPath: w.tfExec},
@@ -219,7 +226,7 @@ func (w *world) checks() []readiness.Check {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, &readiness.KubePermissions{Client: cs, Needs: readiness.DefaultKubeNeeds(w.cfg)})
+		out = append(out, &readiness.KubePermissions{Client: cs, Needs: readiness.KubeNeedsFrom(standard.Permissions(), w.cfg)})
 	}
 	return out
 }
@@ -396,8 +403,8 @@ func TestReadinessAgainstTheStandIns(t *testing.T) {
 	})
 
 	t.Run("a denied verb fails the kube permissions check naming verb and resource", func(t *testing.T) {
-		w.setRole(ctx, []string{"get", "list", "watch", "create", "update"})
-		defer w.setRole(ctx, []string{"get", "list", "watch", "create", "update", "patch"})
+		w.setRole(ctx, slices.DeleteFunc(slices.Clone(appVerbs), func(v string) bool { return v == "patch" }))
+		defer w.setRole(ctx, appVerbs)
 		onlyFailing(t, w.runAll(ctx), readiness.CheckKubePermissions, "patch applications.argoproj.io in namespace argocd")
 	})
 

@@ -21,6 +21,7 @@ import (
 	"github.com/drbot/drbot/recovery/gitops"
 	"github.com/drbot/drbot/recovery/helm"
 	"github.com/drbot/drbot/recovery/kube"
+	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
 )
 
@@ -105,7 +106,8 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 	cfg := r.cfg
 	var checks []readiness.Check
 
-	kc := &readiness.KubePermissions{Needs: readiness.DefaultKubeNeeds(cfg)}
+	declared := standard.Permissions()
+	kc := &readiness.KubePermissions{Needs: readiness.KubeNeedsFrom(declared, cfg)}
 	if rc, err := managementConfig(cfg); err != nil {
 		kc.ClientErr = err
 	} else if cs, err := kubernetes.NewForConfig(rc); err != nil {
@@ -115,7 +117,7 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 	}
 	checks = append(checks, kc)
 
-	vc := &readiness.VaultCheck{Config: cfg}
+	vc := &readiness.VaultCheck{Config: cfg, Needs: func(t *config.Target) []readiness.VaultNeed { return readiness.VaultNeedsFrom(declared, cfg, t) }}
 	vc.Client, vc.ClientErr = r.vault.get(ctx)
 	checks = append(checks, vc)
 

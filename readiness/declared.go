@@ -1,0 +1,86 @@
+package readiness
+
+import (
+	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+
+	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/permissions"
+)
+
+// Declared permissions (recovery/standard.Permissions()) turned into what
+// the kube and Vault checks ask about, with the placeholders filled in from
+// the config.
+
+// probeName stands in for a glob segment ("role/*" → "role/drbot-probe"):
+// sys/capabilities-self answers for concrete paths.
+const probeName = "drbot-probe"
+
+// declaredVars fills the placeholders the kube and Vault declarations use.
+func declaredVars(cfg *config.Config, t *config.Target) map[string]string {
+	kvMount, kvPath := cfg.Vault.NewRelicKV()
+	ns := cfg.ArgoCD.Namespace
+	if ns == "" {
+		ns = "argocd"
+	}
+	vars := map[string]string{
+		"ARGOCD_NAMESPACE":   ns,
+		"DRBOT_NAMESPACE":    "drbot",
+		"VAULT_SOURCE_MOUNT": strings.Trim(cfg.Vault.SourceMount, "/"),
+		"NEWRELIC_KV_MOUNT":  kvMount,
+		"NEWRELIC_KV_PATH":   kvPath,
+	}
+	if cfg.Vault.Auth != nil {
+		mount := cfg.Vault.Auth.Mount
+		if mount == "" {
+			mount = cfg.Vault.Auth.Method
+		}
+		vars["VAULT_LOGIN_MOUNT"] = strings.Trim(mount, "/")
+	}
+	if t != nil {
+		vars["VAULT_TARGET_MOUNT"] = strings.Trim(cfg.Vault.TargetMountFor(t.Name), "/")
+		vars["DR_CLUSTER"] = t.DR.ClusterName
+		vars["DR_REGION"] = t.DR.Region
+	}
+	return vars
+}
+
+// KubeNeedsFrom is every verb on every resource the declaration gives
+// drbot in the management cluster, one SelfSubjectAccessReview each.
+func KubeNeedsFrom(set permissions.Set, cfg *config.Config) []authorizationv1.ResourceAttributes {
+	vars := declaredVars(cfg, nil)
+	var out []authorizationv1.ResourceAttributes
+	for _, r := range set.KubeRules(permissions.Management) {
+		ns := permissions.Expand(r.Namespace, vars)
+		if ns == "*" {
+			ns = ""
+		}
+		for _, res := range r.Resources {
+			for _, verb := range r.Verbs {
+				out = append(out, authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: r.APIGroup, Resource: res})
+			}
+		}
+	}
+	return out
+}
+
+// VaultNeedsFrom is the declaration's Vault paths for a target, globs made
+// concrete, each with its declared capabilities.
+func VaultNeedsFrom(set permissions.Set, cfg *config.Config, t *config.Target) []VaultNeed {
+	vars := declaredVars(cfg, t)
+	caps := set.VaultCapabilities()
+	var out []VaultNeed
+	for _, p := range sortedKeys(caps) {
+		path := permissions.Expand(p, vars)
+		if strings.Contains(path, "${") {
+			continue // a placeholder this config does not fill (e.g. no vault.auth)
+		}
+		path = strings.ReplaceAll(path, "+", probeName)
+		if strings.HasSuffix(path, "*") {
+			path = strings.TrimSuffix(path, "*") + probeName
+		}
+		out = append(out, VaultNeed{Path: path, Caps: caps[p]})
+	}
+	return out
+}
