@@ -214,7 +214,9 @@ func (w *world) checks() []readiness.Check {
 	api := slack.New(w.slack.BotToken(), slack.OptionAPIURL(w.slackAP), slack.OptionHTTPClient(&http.Client{Transport: rec}))
 	out := []readiness.Check{
 		&readiness.VaultCheck{Config: w.cfg, Client: vc, Roles: []string{"payments", "orders"},
-			Needs: func(t *config.Target) []readiness.VaultNeed { return readiness.VaultNeedsFrom(standard.Permissions(), w.cfg, t) }},
+			Needs: func(t *config.Target) []readiness.VaultNeed {
+				return readiness.VaultNeedsFrom(standard.Permissions(), w.cfg, t)
+			}},
 		&readiness.GitLabCheck{Config: w.cfg, Client: gl},
 		&readiness.TemplatesCheck{Config: w.cfg, GitOps: gitops.New(w.cfg, gitops.FromClient(gl), gitops.Options{})},
 		&readiness.TerraformCheck{ExecPath: w.tfExec},
