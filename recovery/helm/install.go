@@ -331,6 +331,11 @@ func (in *Installer) prepare(ctx context.Context, cfg *rest.Config, rel *Release
 	if err := p.ac.Init(getter, rel.Namespace, "secret", debug); err != nil {
 		return p, recovery.Permanent(fmt.Errorf("%s: setting up Helm: %w", p.what, err))
 	}
+	if restCfg, err := getter.ToRESTConfig(); err == nil {
+		if cs, err := kubernetes.NewForConfig(restCfg); err == nil {
+			p.ac.KubeClient = &quickWait{Interface: p.ac.KubeClient, cs: cs, log: debug}
+		}
+	}
 	if p.vals, err = normalize(rel.Values); err != nil {
 		return p, recovery.Permanent(fmt.Errorf("%s: values: %w", p.what, err))
 	}
