@@ -65,10 +65,14 @@ func (a *awsConfigs) get(ctx context.Context, region string) (aws.Config, error)
 // whose integration has not landed keep their "not built yet" action.
 // Clients are built lazily (see lazyAction), so a far end that is not
 // reachable fails its step, not drbot's start.
-func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, store func() *state.Store) (*recovery.Runbook, bot.RollbackFunc, error) {
+func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, store func() *state.Store, opts ...wireOption) (*recovery.Runbook, bot.RollbackFunc, error) {
+	var wo wireOptions
+	for _, o := range opts {
+		o(&wo)
+	}
 	aws := &awsConfigs{}
 	vaults := &vaultClients{cfg: cfg, log: log}
-	eo := eks.Options{Config: cfg, AWS: aws.get}
+	eo := eks.Options{Config: cfg, AWS: aws.get, PollInterval: wo.every(15 * time.Second)}
 	provisioner := eks.NewProvisioner(eo)
 	access := eks.NewAccess(eo) // the DR cluster, for every step after cluster.access
 	roles := iam.New(iam.Options{Config: cfg, AWS: aws.get})
@@ -81,6 +85,7 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		return argocd.New(cfg, argocd.Options{Management: mgmt, DR: access})
 	}
 	cut, err := cutover.New(cfg, cutover.Options{
+		Poll: wo.every(10 * time.Second), CheckInterval: wo.every(5 * time.Second),
 		Clients: cutover.ClientFunc(func(ctx context.Context, elbRegion, apiRegion string) (cutover.Clients, error) {
 			c, err := aws.get(ctx, elbRegion)
 			if err != nil {
@@ -243,6 +248,29 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		},
 	})
 	return wired, rollback, err
+}
+
+// wireOption adjusts wireActions for a time-scaled world of stand-ins.
+type wireOption func(*wireOptions)
+
+type wireOptions struct {
+	pollScale float64
+}
+
+// withPollScale divides drbot's polling intervals (EKS 15 s, cutover 10 s
+// and 5 s) by speed, for far ends that answer speed times faster than
+// AWS: `make bench` models a real recovery only if drbot looks as often,
+// relative to the waits, as it does against AWS.
+func withPollScale(speed float64) wireOption {
+	return func(o *wireOptions) { o.pollScale = speed }
+}
+
+// every is d scaled, or zero (the integration's default) when unscaled.
+func (o wireOptions) every(d time.Duration) time.Duration {
+	if o.pollScale <= 1 {
+		return 0
+	}
+	return time.Duration(float64(d) / o.pollScale)
 }
 
 // cutoverTargets maps each target's cutover checks and critical services.

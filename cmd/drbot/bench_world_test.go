@@ -307,12 +307,13 @@ func benchMTTR(b *testing.B, services int) mttrResult {
 		HandEstMin: handEstimates(book).Minutes(),
 	}
 
-	w := world.Start(b, world.Options{Services: services, Latency: lat.Scaled(benchSpeed)})
+	// Argo CD refreshes on GitLab's push webhook within seconds: 50 ms here.
+	w := world.Start(b, world.Options{Services: services, Latency: lat.Scaled(benchSpeed), ArgoPoll: 50 * time.Millisecond})
 	cfg, err := w.Config(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := newWorldDriver(w, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, err := newWorldDriver(w, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), withPollScale(benchSpeed))
 	if err != nil {
 		b.Fatal(err)
 	}

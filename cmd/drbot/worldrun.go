@@ -35,13 +35,13 @@ type worldDriver struct {
 	done   chan error
 }
 
-func newWorldDriver(w *world.World, cfg *config.Config, log *slog.Logger) (*worldDriver, error) {
+func newWorldDriver(w *world.World, cfg *config.Config, log *slog.Logger, opts ...wireOption) (*worldDriver, error) {
 	std, err := standard.Runbook()
 	if err != nil {
 		return nil, err
 	}
 	d := &worldDriver{w: w, cfg: cfg, log: log, done: make(chan error, 1)}
-	d.book, d.rollback, err = wireActions(cfg, std, log, d.live.Load)
+	d.book, d.rollback, err = wireActions(cfg, std, log, d.live.Load, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("wiring the runbook: %w", err)
 	}
