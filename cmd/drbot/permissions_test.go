@@ -31,6 +31,7 @@ type callLog struct {
 	byEnd map[string]map[string]int // far end → step → calls checked
 	bad   []string
 	seen  map[string]map[string]bool // step → far end
+	acts  map[string]map[string]bool // step → AWS actions called
 }
 
 func newCallLog(cfg *config.Config, target string) *callLog {
@@ -40,6 +41,7 @@ func newCallLog(cfg *config.Config, target string) *callLog {
 		vars:  standard.PermissionVars(cfg, t),
 		byEnd: map[string]map[string]int{},
 		seen:  map[string]map[string]bool{},
+		acts:  map[string]map[string]bool{},
 	}
 }
 
@@ -72,7 +74,12 @@ func (l *callLog) aws(calls []awsfake.Call, principal string) {
 			l.bad = append(l.bad, fmt.Sprintf("aws: a %s call the stand-in could not name", c.Service))
 			continue
 		}
-		l.check("aws", recovery.StepFromUserAgent(c.UserAgent), act, func(n ...string) bool { return l.decl.AllowsAction(act, n...) })
+		step := recovery.StepFromUserAgent(c.UserAgent)
+		if l.acts[step] == nil {
+			l.acts[step] = map[string]bool{}
+		}
+		l.acts[step][act] = true
+		l.check("aws", step, act, func(n ...string) bool { return l.decl.AllowsAction(act, n...) })
 	}
 }
 
@@ -113,6 +120,22 @@ func (l *callLog) report(t *testing.T) {
 			parts = append(parts, fmt.Sprintf("%s %d", name, l.byEnd[end][s]))
 		}
 		t.Logf("%s: %s", end, strings.Join(parts, ", "))
+	}
+	// Declared but not called in this run: other providers' and repair
+	// paths' needs, or grants to drop. Shown, not failed.
+	for _, st := range l.decl.Steps {
+		if len(l.acts[st.ID]) == 0 {
+			continue
+		}
+		var unused []string
+		for _, a := range l.decl.AWSActions(st.ID) {
+			if !l.acts[st.ID][a] {
+				unused = append(unused, a)
+			}
+		}
+		if len(unused) > 0 {
+			t.Logf("%s declares, and this run did not call: %s", st.ID, strings.Join(unused, ", "))
+		}
 	}
 	sort.Strings(l.bad)
 	for _, b := range slices.Compact(l.bad) {
