@@ -44,23 +44,15 @@ the real action; the retry runs the real one), so you can practise
 Retry/Skip/Abort. Without -interactive the sandbox then stops at the blocked
 step and exits 1.
 
+-speed X: the far ends take AWS's time (world.Realistic: EKS 12 min, NLB
+3 min, CloudFront 5 min…) divided by X; 0, the default, answers at once.
+drbot still reads EKS every 15 s and the cutover every 10 s, its production
+poll intervals, so -speed 200 adds about a minute however fast the far ends.
+
 The Kubernetes binaries are built once by ` + "`make sandbox`" + ` (make kube-bins).
 drbot's logs go to DIR/drbot.log, not the terminal.
 
 `
-
-// sandboxLatencies is how long the far ends take in AWS: minutes, which
-// -speed divides.
-var sandboxLatencies = world.Latencies{
-	EKSControlPlane:   12 * time.Minute,
-	NodeGroup:         4 * time.Minute,
-	EKSAddon:          time.Minute,
-	LoadBalancer:      3 * time.Minute,
-	Route53InSync:     time.Minute,
-	CloudFrontDeploy:  5 * time.Minute,
-	AddonPodsReady:    time.Minute,
-	AppsHealthySpread: 5 * time.Minute,
-}
 
 // The far ends answer at once by default: drbot reads EKS every 15 s and
 // the cutover's changes every 10 s (its production poll intervals, which
@@ -68,12 +60,13 @@ var sandboxLatencies = world.Latencies{
 // poll and a 150-service run would take minutes instead of seconds.
 const defaultSandboxSpeed = 0
 
-// sandboxLatency is the far ends' latency at speed (0: none).
+// sandboxLatency is the far ends' latency at speed: AWS's
+// (world.Realistic) divided by speed, none at speed 0.
 func sandboxLatency(speed float64) world.Latencies {
 	if speed == 0 {
 		return world.Latencies{}
 	}
-	return sandboxLatencies.Scaled(speed)
+	return world.Realistic().Scaled(speed)
 }
 
 // sandboxGatePause is how long the sandbox's lead "reads" a gate.
@@ -90,7 +83,7 @@ func runSandbox(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs := newFlags("sandbox", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, sandboxUsage); fs.PrintDefaults() }
 	services := fs.Int("services", 150, "how many services the primary region ran (GitLab templates)")
-	speed := fs.Float64("speed", defaultSandboxSpeed, "how many times faster than AWS the far ends are (0: at once; 300: EKS takes 2.4 s, but drbot polls EKS every 15 s)")
+	speed := fs.Float64("speed", defaultSandboxSpeed, "far ends this many times faster than AWS (0: at once)")
 	fail := fs.String("fail", "", "step id whose first attempt fails, e.g. "+standard.AddonsIstio)
 	interactive := fs.Bool("interactive", false, "decide gates and failures from the keyboard")
 	dir := fs.String("dir", "", "where the state file and logs go (default: a new directory in $TMPDIR)")
@@ -135,6 +128,9 @@ func runSandbox(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	defer klog.LogToStderr(true)
 
 	t := &terminal{out: stdout, tty: isTerminal(stdout)}
+	if t.tty {
+		t.width, _, _ = term.GetSize(int(stdout.(*os.File).Fd()))
+	}
 	pace := "the far ends answering at once"
 	if *speed > 0 {
 		pace = fmt.Sprintf("the far ends %gx faster than AWS", *speed)
@@ -560,11 +556,11 @@ func (s *sandbox) finish(ctx context.Context, run state.Run, statePath, logPath 
 	md, where := s.postmortem(wctx, run)
 	fmt.Fprintln(s.t.out)
 	s.t.printf("Post-mortem of run %s (%s):", run.ID, where)
-	fmt.Fprintln(s.t.out, strings.Repeat("─", sandboxWidth))
-	for _, l := range wrap(strings.TrimRight(md, "\n"), sandboxWidth, "  ") {
+	fmt.Fprintln(s.t.out, strings.Repeat("─", s.t.cols()))
+	for _, l := range wrap(strings.TrimRight(md, "\n"), s.t.cols(), "  ") {
 		fmt.Fprintln(s.t.out, l)
 	}
-	fmt.Fprintln(s.t.out, strings.Repeat("─", sandboxWidth))
+	fmt.Fprintln(s.t.out, strings.Repeat("─", s.t.cols()))
 	// Paths and commands stay whole, for copying, however long.
 	fmt.Fprintf(s.t.out, "State file:\n  %s\nLook at the run again with:\n  drbot state -state %s inspect -run %s\ndrbot's logs:\n  %s\n", statePath, statePath, run.ID, logPath)
 	if run.Status != state.RunSucceeded {

@@ -304,12 +304,13 @@ func boardLines(board string) map[string]string {
 type terminal struct {
 	out    io.Writer
 	tty    bool
+	width  int               // columns: 80, or fewer on a narrower terminal
 	footer int               // lines of the board drawn below the log
 	last   map[string]string // board digests already printed (plain)
 }
 
 func (t *terminal) printf(format string, args ...any) {
-	t.lines(wrap(fmt.Sprintf(format, args...), sandboxWidth, "    "))
+	t.lines(wrap(fmt.Sprintf(format, args...), t.cols(), "    "))
 }
 
 // lines prints log lines above the board.
@@ -325,7 +326,14 @@ func (t *terminal) lines(lines []string) {
 
 // message prints a channel line, wrapped.
 func (t *terminal) message(text string) {
-	t.lines(wrap(text, sandboxWidth, "    "))
+	t.lines(wrap(text, t.cols(), "    "))
+}
+
+func (t *terminal) cols() int {
+	if t.width > 0 && t.width < sandboxWidth {
+		return t.width
+	}
+	return sandboxWidth
 }
 
 func (t *terminal) clearFooter() {
@@ -343,7 +351,9 @@ func (t *terminal) drawBoard(board string) {
 	}
 	if t.tty {
 		t.clearFooter()
-		lines := append([]string{strings.Repeat("═", sandboxWidth)}, wrap(board, sandboxWidth, "    ")...)
+		// Lines wrapped here, never by the terminal, so the count to move
+		// back up is right.
+		lines := append([]string{strings.Repeat("═", t.cols())}, wrap(board, t.cols(), "    ")...)
 		for _, l := range lines {
 			fmt.Fprintln(t.out, l)
 		}
@@ -378,11 +388,11 @@ func (t *terminal) keepBoard() { t.footer = 0 }
 // fullBoard prints the whole board as plain lines.
 func (t *terminal) fullBoard(board string) {
 	t.clearFooter()
-	fmt.Fprintln(t.out, strings.Repeat("═", sandboxWidth))
-	for _, l := range wrap(board, sandboxWidth, "    ") {
+	fmt.Fprintln(t.out, strings.Repeat("═", t.cols()))
+	for _, l := range wrap(board, t.cols(), "    ") {
 		fmt.Fprintln(t.out, l)
 	}
-	fmt.Fprintln(t.out, strings.Repeat("═", sandboxWidth))
+	fmt.Fprintln(t.out, strings.Repeat("═", t.cols()))
 }
 
 // buttonFor finds a button by action id.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,10 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/test/slackfake"
 )
 
 // sandboxRun runs `drbot sandbox args…` with stdin and returns what it
@@ -322,6 +327,31 @@ func TestProcAddrDecodesTheKernelByteOrder(t *testing.T) {
 		ip, port, err := procAddr(in)
 		if err != nil || fmt.Sprintf("%s:%d", ip, port) != want {
 			t.Errorf("procAddr(%q) = %s:%d, %v; want %s", in, ip, port, err, want)
+		}
+	}
+}
+
+func TestSandboxRendersAGateAsPlainLinesWithItsButtons(t *testing.T) {
+	ev := recovery.Event{RunID: "r1", StepID: "gitops.merge", Title: "Merge the merge request", Gate: recovery.GateMerge,
+		Fields: map[string]string{"merge_request": "<https://gitlab.example/mr/1|!1> by <@U0ONCALL>"}}
+	raw, err := json.Marshal(bot.GateBlocks(ev, 1, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, buttons := messageText(slackfake.Message{Blocks: raw})
+	want := "? Approval needed — merge gate before gitops.merge (Merge the merge request).\n" +
+		"• merge_request: !1 (https://gitlab.example/mr/1) by @oncall\n" +
+		"[Approve] [Reject…]"
+	if text != want {
+		t.Errorf("text =\n%s\nwant\n%s", text, want)
+	}
+	value := bot.ButtonValue{RunID: "r1", StepID: "gitops.merge", Round: 1}.String()
+	if len(buttons) != 2 || buttons[0] != (button{bot.ActionApprove, "Approve", value}) || buttons[1].ActionID != bot.ActionReject {
+		t.Errorf("buttons = %+v, want Approve and Reject… carrying %q", buttons, value)
+	}
+	for _, l := range wrap(strings.Repeat("word ", 40), sandboxWidth, "    ") {
+		if utf8.RuneCountInString(l) > sandboxWidth {
+			t.Errorf("wrapped line of %d columns: %q", utf8.RuneCountInString(l), l)
 		}
 	}
 }
