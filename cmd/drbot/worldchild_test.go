@@ -155,7 +155,12 @@ func startWorldChild(t testing.TB, w *world.World, stateDir string, opts worldCh
 		_ = logFile.Close()
 		close(c.done)
 	}()
-	t.Cleanup(func() { _ = c.Kill() })
+	t.Cleanup(func() {
+		_ = c.Kill()
+		if t.Failed() {
+			c.keepLog()
+		}
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), opts.ReadyTimeout)
 	defer cancel()
@@ -233,6 +238,42 @@ func (c *worldChild) exited() bool {
 	default:
 		return false
 	}
+}
+
+// keepLog copies the child's log out of the test's temporary directory,
+// which the test removes, and says where.
+func (c *worldChild) keepLog() {
+	data, err := os.ReadFile(c.LogPath)
+	if err != nil {
+		return
+	}
+	name := filepath.Join(os.TempDir(), fmt.Sprintf("drbot-child-%s-%d.log", strings.ReplaceAll(c.t.Name(), "/", "_"), time.Now().UnixNano()))
+	if os.WriteFile(name, data, 0o600) == nil {
+		c.t.Logf("the drbot child's log is kept in %s", name)
+	}
+}
+
+// Goroutines makes a stuck child dump its goroutines (SIGQUIT, which
+// also ends it) and returns the dump.
+func (c *worldChild) Goroutines() string {
+	if c.exited() {
+		return "(the child had exited)"
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		_ = c.Kill()
+	}
+	data, err := os.ReadFile(c.LogPath)
+	if err != nil {
+		return err.Error()
+	}
+	s := string(data)
+	if i := strings.LastIndex(s, "\nSIGQUIT"); i >= 0 {
+		return s[i+1:]
+	}
+	return c.logTail(200)
 }
 
 // logTail is the end of the child's log, for failure messages.
