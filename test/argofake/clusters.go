@@ -143,6 +143,8 @@ func (c *Controller) connect(cl *cluster) (*destination, error) {
 	if cl.bad != nil {
 		return nil, cl.bad
 	}
+	c.mu.Lock() // a pass reconciles several Applications at once
+	defer c.mu.Unlock()
 	if d, ok := c.dests[cl.key]; ok {
 		return d, nil
 	}
