@@ -66,9 +66,10 @@ func (s *ScopeRecorder) Scopes() ([]string, bool) {
 	return slices.Clone(s.scopes), s.seen
 }
 
-// RequiredSlackScopes are the bot scopes drbot uses (manifests/slack-app.yaml).
+// RequiredSlackScopes are the bot scopes drbot uses (manifests/slack-app.yaml);
+// drbot passes the declared ones (permissions.Set.SlackScopes).
 var RequiredSlackScopes = []string{"commands", "chat:write", "channels:manage", "channels:read", "channels:history",
-	"groups:read", "groups:write", "groups:history", "pins:write", "usergroups:read", "files:write"}
+	"groups:read", "groups:write", "groups:history", "pins:write", "usergroups:read", "users:read", "files:write"}
 
 // SlackCheck reads, and never writes: the announce (and readiness)
 // channel exists, every user and user group named in access,
@@ -79,6 +80,8 @@ type SlackCheck struct {
 	API    SlackAPI
 	// Scopes reads the token's scopes off Slack's answers (nil: not checked).
 	Scopes *ScopeRecorder
+	// Required are the scopes the token must have (RequiredSlackScopes when empty).
+	Required []string
 }
 
 // ID is the check's id.
@@ -110,7 +113,11 @@ func (c *SlackCheck) Run(ctx context.Context, _ []*config.Target) []Result {
 	if c.Scopes != nil {
 		scopes, seen := c.Scopes.Scopes()
 		var missing []string
-		for _, want := range RequiredSlackScopes {
+		required := c.Required
+		if len(required) == 0 {
+			required = RequiredSlackScopes
+		}
+		for _, want := range required {
 			if !slices.Contains(scopes, want) {
 				missing = append(missing, want)
 			}

@@ -144,7 +144,7 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 		Installer: &helm.Installer{CacheDir: r.chartCache(), Logger: r.log}})
 	checks = append(checks, cc)
 
-	sc := &readiness.SlackCheck{Config: cfg, Scopes: &readiness.ScopeRecorder{}}
+	sc := &readiness.SlackCheck{Config: cfg, Scopes: &readiness.ScopeRecorder{}, Required: declared.SlackScopes()}
 	if tok, err := cfg.Slack.BotToken.Resolve(); err != nil {
 		checks = append(checks, failing(readiness.CheckSlack, "Slack", fmt.Errorf("slack.bot_token: %w", err), "set slack.bot_token"))
 	} else {

@@ -12,7 +12,7 @@ import (
 // DefaultScopes are the bot scopes of drbot's app manifest
 // (manifests/slack-app.yaml).
 var DefaultScopes = []string{"commands", "chat:write", "channels:manage", "channels:read", "channels:history",
-	"groups:read", "groups:write", "groups:history", "pins:write", "usergroups:read", "files:write"}
+	"groups:read", "groups:write", "groups:history", "pins:write", "usergroups:read", "users:read", "files:write"}
 
 // ScopedAPIURL is an API base URL (ending in "/") in front of the fake that
 // adds Slack's X-OAuth-Scopes header, listing scopes, to every Web API
