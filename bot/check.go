@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -39,7 +40,11 @@ func (b *Bot) check(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 		targets = []*config.Target{t}
 	}
 	b.reply(ctx, sc.ResponseURL, ":hourglass_flowing_sand: Running the readiness checks (read-only); the report follows.")
-	rep := b.readiness(ctx, targets, "slack:"+sc.UserID)
+	// Leave the answer time within the worker's own deadline: a check that
+	// hangs is cut off and reported, and the report still arrives.
+	rctx, cancel := context.WithTimeout(ctx, readinessBudget)
+	rep := b.readiness(rctx, targets, "slack:"+sc.UserID)
+	cancel()
 	saved, err := readiness.Save(b.store, rep)
 	if err != nil {
 		b.log.Error("saving the readiness report", "err", err)
@@ -48,10 +53,15 @@ func (b *Bot) check(ctx context.Context, sc slack.SlashCommand, cmd Command) {
 	}
 	blocks := ReadinessBlocks(rep, nil)
 	msg := &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral, Text: rep.Headline(), Blocks: &slack.Blocks{BlockSet: blocks}}
-	if err := slack.PostWebhookContext(ctx, sc.ResponseURL, msg); err != nil {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := slack.PostWebhookContext(pctx, sc.ResponseURL, msg); err != nil {
 		b.log.Warn("replying with the readiness report", "err", err)
 	}
 }
+
+// readinessBudget bounds /dr check's run, under the worker's 2 minutes.
+const readinessBudget = 100 * time.Second
 
 func (b *Bot) isReadinessOwner(user string) bool {
 	for _, o := range b.cfg.Readiness.Owners {

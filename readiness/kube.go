@@ -21,7 +21,8 @@ const CheckKubePermissions = "permissions.kube"
 type KubePermissions struct {
 	// Client reaches the management cluster as drbot.
 	Client kubernetes.Interface
-	// Needs is what drbot does there (DefaultKubeNeeds when empty).
+	// Needs is what drbot does there: KubeNeedsFrom the declared
+	// permissions, or DefaultKubeNeeds. Empty is a warning.
 	Needs []authorizationv1.ResourceAttributes
 	// ClientErr, when set, is why no client could be made; the check fails with it.
 	ClientErr error
@@ -54,6 +55,10 @@ func (k *KubePermissions) Run(ctx context.Context, _ []*config.Target) []Result 
 	fix := "grant drbot's identity in the management cluster a Role in the Argo CD namespace with these verbs (see the RBAC in manifests/)"
 	if k.ClientErr != nil {
 		return []Result{ErrorResult(CheckKubePermissions, "", title, k.ClientErr, "set argocd.management_kubeconfig or run drbot inside the management cluster")}
+	}
+	if len(k.Needs) == 0 {
+		return []Result{{Check: CheckKubePermissions, Title: title, Status: Warn, Evidence: []string{"no permissions to review were given"},
+			Fix: "this is a wiring bug in drbot: report it"}}
 	}
 	var denied, checked []string
 	for _, need := range k.Needs {
