@@ -346,7 +346,7 @@ func (s *sandbox) refresh(run state.Run) {
 func (s *sandbox) open() []actionable {
 	var out []actionable
 	for _, a := range s.waiting {
-		if !s.clicked[a.Buttons[0].Value] {
+		if !s.clicked[a.key()] {
 			out = append(out, a)
 		}
 	}
@@ -355,7 +355,7 @@ func (s *sandbox) open() []actionable {
 
 // decide plays the person who presses a button on a.
 func (s *sandbox) decide(ctx context.Context, run state.Run, a actionable) error {
-	key := a.Buttons[0].Value
+	key := a.key()
 	if !isGate(a) {
 		if !s.interactive {
 			return nil // reported once the run is blocked
@@ -384,7 +384,7 @@ func (s *sandbox) decideGate(ctx context.Context, a actionable) error {
 	if err != nil {
 		return err
 	}
-	s.clicked[a.Buttons[0].Value] = true
+	s.clicked[a.key()] = true
 	if answer == "a" {
 		b, _ := buttonFor(a.Buttons, bot.ActionApprove)
 		return s.click(ctx, world.UserLead, a.TS, b)
@@ -405,7 +405,7 @@ func (s *sandbox) decideFailure(ctx context.Context, a actionable) error {
 	if err != nil {
 		return err
 	}
-	s.clicked[a.Buttons[0].Value] = true
+	s.clicked[a.key()] = true
 	action := map[string]string{"r": bot.ActionRetry, "s": bot.ActionSkip, "a": bot.ActionAbort}[answer]
 	b, ok := buttonFor(a.Buttons, action)
 	if !ok {

@@ -410,3 +410,7 @@ func isGate(a actionable) bool {
 	_, ok := buttonFor(a.Buttons, bot.ActionApprove)
 	return ok
 }
+
+// key names the decision a's buttons ask for: a gate and the failure a
+// rejection leaves carry the same run, step and round.
+func (a actionable) key() string { return a.Buttons[0].ActionID + "|" + a.Buttons[0].Value }

@@ -129,6 +129,20 @@ func TestSandboxInteractiveRetryAtTheFailedStepCompletesTheRun(t *testing.T) {
 	}
 }
 
+func TestSandboxInteractiveRejectAtTheMergeGateThenAbortEndsTheRunAborted(t *testing.T) {
+	// r + reason: reject the merge gate; a: abort at the failure the rejection leaves.
+	out, err := sandboxRun(t, "r\nnot today\na\n", "-services", "3", "-interactive")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(ee.msg, "aborted") {
+		t.Fatalf("err = %v, want exit code 1 for an aborted run\n%s", err, out)
+	}
+	requireInTranscript(t, out,
+		"@lead pressed [Reject…]", "→ Rejected by @lead", "not today",
+		"Your call as @oncall: [r]etry, [s]kip or [a]bort?", "@oncall pressed [Abort run]",
+		"board │ ⊘ ABORTED", "Outcome: **aborted**",
+	)
+}
+
 func TestSandboxFailRejectsAnUnknownStepBeforeStartingAnything(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err := runSandbox(context.Background(), []string{"-fail", "addons.nope"}, strings.NewReader(""), &stdout, &stderr)
