@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/slack-go/slack"
+
+	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/readiness"
 	"github.com/drbot/drbot/recovery/gitops/gitopstest"
 	"github.com/drbot/drbot/state"
@@ -161,4 +167,52 @@ func readinessText(rep readiness.Report) string {
 	var b strings.Builder
 	_ = readiness.WriteText(&b, rep)
 	return b.String()
+}
+
+func TestStartReadinessRunsTheScheduleUntilStoppedAndOffDisablesIt(t *testing.T) {
+	cfgPath, statePath := checkWorld(t)
+	cfg, _, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.Open(statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := bot.New(cfg, slack.New("xoxb-made-up", slack.OptionAPIURL(cfg.Slack.APIURL)), nil, store, bot.NewPolicy(cfg.Access, nil), bot.Options{Logger: log})
+	lastTick := func() bool {
+		var ok bool
+		_ = store.View(func(tx *state.Tx) error { _, ok = tx.KV("readiness/last_tick"); return nil })
+		return ok
+	}
+
+	stop, err := startReadiness(context.Background(), cfg, store, b, func() {}, log) // readiness.schedule: off
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if lastTick() {
+		t.Error("schedule off still ticked")
+	}
+
+	cfg.Readiness.Schedule = "0 7 * * *"
+	stop, err = startReadiness(context.Background(), cfg, store, b, func() {}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !lastTick() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if !lastTick() {
+		t.Error("the scheduler never ticked")
+	}
+
+	cfg.Readiness.Schedule = "every day"
+	if _, err := startReadiness(context.Background(), cfg, store, b, func() {}, log); err == nil || !strings.Contains(err.Error(), "readiness.schedule") {
+		t.Errorf("a bad schedule started: %v", err)
+	}
 }
