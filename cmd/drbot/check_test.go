@@ -14,6 +14,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/readiness"
 	"github.com/drbot/drbot/recovery/gitops/gitopstest"
 	"github.com/drbot/drbot/state"
@@ -214,5 +215,83 @@ func TestStartReadinessRunsTheScheduleUntilStoppedAndOffDisablesIt(t *testing.T)
 	cfg.Readiness.Schedule = "every day"
 	if _, err := startReadiness(context.Background(), cfg, store, b, func() {}, log); err == nil || !strings.Contains(err.Error(), "readiness.schedule") {
 		t.Errorf("a bad schedule started: %v", err)
+	}
+}
+
+func TestSlashCheckOverSocketModeAnswersPrivatelyWithTheReport(t *testing.T) {
+	fake := slackfake.New(t, slackfake.Options{})
+	fake.AddUser("U01ALICE", "alice", false)
+	fake.AddUser("U01EVE", "eve", false)
+	fake.AddChannel("C1", "ops")
+	store, err := state.Open(filepath.Join(t.TempDir(), "drbot.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg, _, err := loadConfig(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Access.Starters, cfg.Access.Admins = []string{"U01ALICE"}, nil
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	api := slack.New(fake.BotToken(), slack.OptionAPIURL(fake.APIURL()), slack.OptionAppLevelToken(fake.AppToken()))
+	b := bot.New(cfg, api, nil, store, bot.NewPolicy(cfg.Access, nil), bot.Options{Logger: log})
+	var ran []string
+	b.SetReadiness(func(_ context.Context, targets []*config.Target, trigger string) readiness.Report {
+		for _, tg := range targets {
+			ran = append(ran, tg.Name+"/"+trigger)
+		}
+		return readiness.Report{At: time.Now(), Trigger: trigger, Results: []readiness.Result{
+			{Check: "vault", Target: targets[0].Name, Title: "Vault", Status: readiness.Fail, Evidence: []string{"role orders missing from auth/kubernetes"}, Fix: "restore it"}}}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer wcancel()
+		if err := fake.WaitFor(wctx, what, cond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait("a Socket Mode connection", func() bool { return fake.Connections() > 0 })
+	posts := func(user string) []slackfake.ResponseURLPost {
+		var out []slackfake.ResponseURLPost
+		for _, p := range fake.ResponseURLPosts() {
+			if p.User == user {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if _, err := fake.SlashCommand(sctx, "U01ALICE", "C1", "/dr", "check prod-eu"); err != nil {
+		t.Fatal(err)
+	}
+	wait("the readiness report", func() bool { return len(posts("U01ALICE")) >= 2 })
+	report := posts("U01ALICE")[1]
+	if report.ResponseType != "ephemeral" || !strings.Contains(string(report.Blocks), "role orders missing from auth/kubernetes") || !strings.Contains(report.Text, "0/1 passed") {
+		t.Errorf("report reply = %+v\nblocks %s", report, report.Blocks)
+	}
+	if strings.Join(ran, ",") != "prod-eu/slack:U01ALICE" {
+		t.Errorf("checks ran for %v", ran)
+	}
+	if rep, ok, _ := readiness.Latest(store); !ok || rep.Trigger != "slack:U01ALICE" {
+		t.Errorf("the report was not recorded: %+v", rep)
+	}
+	if n := fake.CallCount("chat.postMessage"); n != 0 {
+		t.Errorf("/dr check posted %d channel messages; the report is private", n)
+	}
+
+	if _, err := fake.SlashCommand(sctx, "U01EVE", "C1", "/dr", "check"); err != nil {
+		t.Fatal(err)
+	}
+	wait("the refusal", func() bool { return len(posts("U01EVE")) >= 1 })
+	if p := posts("U01EVE")[0]; !strings.Contains(p.Text, "may not run the readiness checks") || len(ran) != 1 {
+		t.Errorf("a stranger got %q and the checks ran %d time(s)", p.Text, len(ran))
 	}
 }
