@@ -204,6 +204,11 @@ func runSandbox(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err := s.finish(ctx, run, cfg.State.Path, logPath); err != nil {
 		return err
 	}
+	// A stand-in that met a request it does not understand says so: drbot
+	// or the stand-in has a bug, however the run ended.
+	if errs := h.Errors(); len(errs) > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("the stand-ins reported %d problem(s) (all in %s); the first: %s", len(errs), logPath, errs[0])}
+	}
 	succeeded = true
 	return nil
 }
@@ -576,6 +581,12 @@ func (s *sandbox) finish(ctx context.Context, run state.Run, statePath, logPath 
 // the channel was written by the postmortem step, before the run ended.
 func (s *sandbox) postmortem(ctx context.Context, run state.Run) (string, string) {
 	var file slackfake.File
+	if run.Status != state.RunSucceeded {
+		// The postmortem step uploads only at the end of a run that got there.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 0)
+		defer cancel()
+	}
 	_ = s.w.Slack.WaitFor(ctx, "the post-mortem upload", func() bool {
 		for _, f := range s.w.Slack.Files() {
 			if f.Channel == s.channel && strings.HasSuffix(f.Filename, ".md") && len(f.Content) > 0 {
