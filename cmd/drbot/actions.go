@@ -230,7 +230,8 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		}
 	}
 	rollback := func(ctx context.Context, runID, record string, progress func(string)) error {
-		_, err := cut.Rollback(ctx, runID, record, progress)
+		// Not a step, but its calls are named like one (and declared as standard.PartRollback).
+		_, err := cut.Rollback(recovery.WithStep(ctx, standard.PartRollback), runID, record, progress)
 		return err
 	}
 	wired, err := book.WithActions(actions)

@@ -171,6 +171,13 @@ func checkRunCalls(t *testing.T, drill bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rolledBack := make(chan error, 1)
+	inner := d.rollback
+	d.rollback = func(ctx context.Context, runID, record string, progress func(string)) error {
+		err := inner(ctx, runID, record, progress)
+		rolledBack <- err
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := d.serve(ctx, serveOptions{poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 100 * time.Millisecond}}); err != nil {
@@ -202,6 +209,34 @@ func checkRunCalls(t *testing.T, drill bool) {
 			}
 		}
 		t.Fatalf("the run ended %s; the call log of a partial run proves little", run.Status)
+	}
+	if !drill {
+		// The cutover's rollback is not a step; its calls name it as standard.PartRollback.
+		if err := d.slash(ctx, world.UserOncall, fmt.Sprintf(`rollback %s --reason "permission test"`, run.ID)); err != nil {
+			t.Fatal(err)
+		}
+		var ts string
+		if err := w.Slack.WaitFor(ctx, "the rollback request", func() bool {
+			_ = d.srv.store.View(func(tx *state.Tx) error {
+				refs, err := tx.MessageRefs(run.ID)
+				ts = refs["rollback/1"]
+				return err
+			})
+			return ts != ""
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.click(ctx, world.UserLead, openGate{Run: run, Step: "rollback", Round: 1, TS: ts}, bot.ActionRollbackApprove); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-rolledBack:
+			if err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("the rollback did not finish")
+		}
 	}
 
 	l := newCallLog(cfg, w.Opts.Target)
@@ -256,6 +291,8 @@ func checkRunCalls(t *testing.T, drill bool) {
 	}
 	if drill {
 		expect[standard.Teardown] = []string{"aws", "kube/management", "kube/dr", "vault", "gitlab"}
+	} else {
+		expect[standard.PartRollback] = []string{"aws"}
 	}
 	for step, ends := range expect {
 		for _, end := range ends {

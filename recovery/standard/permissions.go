@@ -446,21 +446,31 @@ func helmRules() []permissions.KubeRule {
 		Why: "Helm releases: the chart's objects and the release records (Secrets)"}}
 }
 
+// The parts of drbot that are not steps, as Permissions().Other names them.
+// A part's calls carry its name where a step's would carry the step's id.
+const (
+	PartServe       = "serve"
+	PartStateBackup = "state.backup"
+	PartRollback    = "rollback"
+	PartPlan        = "plan"
+	PartCheck       = "check"
+)
+
 var other = map[string]permissions.Need{
-	"serve": {
+	PartServe: {
 		// The bot scopes of manifests/slack-app.yaml; test/manifests keeps
 		// them equal to the Slack methods the code calls.
 		Slack: []string{"commands", "chat:write", "channels:manage", "channels:read", "channels:history",
 			"groups:read", "groups:write", "groups:history", "pins:write", "usergroups:read", "users:read", "files:write"},
 	},
-	"state.backup": {
+	PartStateBackup: {
 		AWS: []permissions.AWS{
 			aws("copy the state file to S3 after every change, prune old copies, restore one", []string{stateObjects}, "s3:PutObject", "s3:GetObject", "s3:DeleteObject"),
 			aws("list the copies", []string{stateBucket}, "s3:ListBucket"),
 		},
 	},
-	"rollback": {AWS: concat(cutoverReads, cutoverWrites)},
-	"plan": {
+	PartRollback: {AWS: concat(cutoverReads, cutoverWrites)},
+	PartPlan: {
 		AWS: []permissions.AWS{
 			aws(readEKSWhy, []string{eksCluster}, "eks:DescribeCluster"),
 			aws("say which roles a run would create", addonRoles, "iam:GetRole"),
@@ -469,7 +479,7 @@ var other = map[string]permissions.Need{
 		Vault:  []permissions.VaultPath{vault("sys/auth", "read"), vault("auth/"+vaultSourceMount+"/role/*", "read", "list")},
 		GitLab: concat(gitlabReads, gitlabMRReads),
 	},
-	"check": {
+	PartCheck: {
 		AWS: concat(cutoverReads, []permissions.AWS{
 			aws("simulate drbot's own role against this declaration", []string{roleDrbot}, "iam:SimulatePrincipalPolicy"),
 			aws("images exist in the DR region's ECR", []string{ecrRepositories}, "ecr:DescribeImages"),
