@@ -259,53 +259,33 @@ func decisionReply(res recovery.DecisionResult, err error, kind string) string {
 }
 
 func (b *Bot) onInteraction(ctx context.Context, cb slack.InteractionCallback) {
-	switch cb.Type {
-	case slack.InteractionTypeBlockActions:
-		if len(cb.ActionCallback.BlockActions) == 0 {
-			return
+	in, err := DecodeInteraction(cb)
+	var unknown *UnknownActionError
+	switch {
+	case errors.Is(err, ErrNotForDrbot):
+		return
+	case errors.As(err, &unknown):
+		b.log.Warn("unknown action", "action_id", unknown.ActionID)
+		return
+	case err != nil && cb.Type == slack.InteractionTypeViewSubmission:
+		b.log.Warn("reject modal with a bad value", "err", err)
+		return
+	case err != nil:
+		b.reply(ctx, cb.ResponseURL, ":warning: "+err.Error())
+		return
+	}
+	switch in.Kind {
+	case InteractionDrill:
+		b.onDrillAction(ctx, cb, cb.ActionCallback.BlockActions[0])
+	case InteractionRollback:
+		b.decideRollback(ctx, cb, in.Value, in.Decision == recovery.DecideApprove)
+	case InteractionRejectForm:
+		if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, RejectModal(in.Value)); err != nil {
+			b.log.Warn("opening the reject modal", "err", err)
+			b.reply(ctx, cb.ResponseURL, ":warning: Could not open the reason form: "+err.Error())
 		}
-		act := cb.ActionCallback.BlockActions[0]
-		if isDrillAction(act.ActionID) {
-			b.onDrillAction(ctx, cb, act)
-			return
-		}
-		v, err := ParseButtonValue(act.Value)
-		if err == nil && isRollbackAction(act.ActionID) {
-			b.decideRollback(ctx, cb, v, act.ActionID == ActionRollbackApprove)
-			return
-		}
-		if err != nil {
-			b.reply(ctx, cb.ResponseURL, ":warning: "+err.Error())
-			return
-		}
-		switch act.ActionID {
-		case ActionApprove:
-			b.decide(ctx, cb, v, recovery.DecideApprove, "")
-		case ActionRetry:
-			b.decide(ctx, cb, v, recovery.DecideRetry, "")
-		case ActionSkip:
-			b.decide(ctx, cb, v, recovery.DecideSkip, "")
-		case ActionAbort:
-			b.decide(ctx, cb, v, recovery.DecideAbort, "aborted from the failed step "+v.StepID)
-		case ActionReject:
-			if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, RejectModal(v)); err != nil {
-				b.log.Warn("opening the reject modal", "err", err)
-				b.reply(ctx, cb.ResponseURL, ":warning: Could not open the reason form: "+err.Error())
-			}
-		default:
-			b.log.Warn("unknown action", "action_id", act.ActionID)
-		}
-	case slack.InteractionTypeViewSubmission:
-		if cb.View.CallbackID != CallbackReject {
-			return
-		}
-		v, err := ParseButtonValue(cb.View.PrivateMetadata)
-		if err != nil {
-			b.log.Warn("reject modal with a bad value", "err", err)
-			return
-		}
-		reason := strings.TrimSpace(cb.View.State.Values[blockReason][actionReason].Value)
-		b.decide(ctx, cb, v, recovery.DecideReject, reason)
+	case InteractionDecide:
+		b.decide(ctx, cb, in.Value, in.Decision, in.Reason)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/slack-go/slack"
 
@@ -231,6 +230,3 @@ func (b *Bot) wakePoster() {
 
 // SetWake gives the bot the dispatcher's wake-up for events it enqueues itself.
 func (b *Bot) SetWake(f func()) { b.wake = f }
-
-// isRollbackAction reports whether an action id is a rollback button.
-func isRollbackAction(id string) bool { return strings.HasPrefix(id, "drbot.rollback.") }
