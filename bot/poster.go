@@ -12,6 +12,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/drbot/drbot/readiness"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
 )
@@ -110,6 +111,9 @@ func (p *Poster) Notify(ctx context.Context, ev recovery.Event) (string, error) 
 	})
 	if err != nil {
 		return "", err
+	}
+	if ev.RunID == "" && ev.Kind == readiness.EventReport {
+		return p.PostReadiness(ctx, ev)
 	}
 	if ev.RunID == "" && strings.HasPrefix(string(ev.Kind), "drill.") {
 		return p.postDrill(ctx, ev)

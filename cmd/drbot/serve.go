@@ -164,6 +164,11 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 	}
 	b.SetDrills(sched)
 	b.SetWake(changed)
+	stopReadiness, err := startReadiness(ctx, cfg, store, b, changed, log)
+	if err != nil {
+		return err
+	}
+	defer stopReadiness()
 	if opts.rollback != nil {
 		b.SetRollback(opts.rollback)
 	}
