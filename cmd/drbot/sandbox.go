@@ -75,6 +75,12 @@ const sandboxGatePause = time.Second
 func cmdSandbox(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first Ctrl-C stops the sandbox tidily; a second one kills it
+		// (the control planes die with it: they have a parent-death signal).
+		<-ctx.Done()
+		stop()
+	}()
 	return runSandbox(ctx, args, os.Stdin, stdout, stderr)
 }
 
@@ -315,7 +321,7 @@ func (s *sandbox) watch(ctx context.Context) (state.Run, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return run, fmt.Errorf("the sandbox was stopped; the run is %s", run.Status)
+			return run, fmt.Errorf("stopped while the run was %s; its state file is %s", run.Status, s.d.cfg.State.Path)
 		case err := <-s.d.done:
 			s.d.cancel = nil
 			return run, fmt.Errorf("drbot serve stopped during the run: %v", err)
