@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -118,13 +117,7 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		if err != nil {
 			return nil, fmt.Errorf("gitlab.token: %w", err)
 		}
-		c, err := gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4"),
-			gitlab.WithHTTPClient(&http.Client{Transport: recovery.StepUserAgent(http.DefaultTransport)})) // GitLab's log names the step
-		if err != nil {
-			return nil, err
-		}
-		c.UserAgent = "drbot"
-		return c, nil
+		return newGitLabClient(cfg.GitLab.URL, tok)
 	}
 	gitOps := func() (*gitops.GitOps, error) {
 		c, err := gitlabClient()
@@ -212,7 +205,7 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 			if err != nil {
 				return nil, err
 			}
-			return deploywatch.New(cfg, deploywatch.Options{Management: mgmt, Expected: g, Timeout: cfg.ArgoCD.DeployTimeout.Std(), Waves: waves(cfg)}).Action, nil
+			return deploywatch.New(cfg, deploywatch.Options{Management: mgmt, Expected: g, Timeout: cfg.ArgoCD.DeployTimeout.Std(), Waves: waves(cfg), SaveEvery: wo.every(2 * time.Second)}).Action, nil
 		}),
 	}
 	for _, id := range []string{standard.TemplatesGenerate, standard.GitOpsMR, standard.GitOpsMerge} {
@@ -259,7 +252,7 @@ type wireOptions struct {
 }
 
 // withPollScale divides drbot's polling intervals (EKS 15 s, cutover 10 s
-// and 5 s) by speed, for far ends that answer speed times faster than
+// and 5 s, the deploy watch's 2 s) by speed, for far ends that answer speed times faster than
 // AWS: `make bench` models a real recovery only if drbot looks as often,
 // relative to the waits, as it does against AWS.
 func withPollScale(speed float64) wireOption {

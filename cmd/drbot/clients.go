@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	gitlab "gitlab.com/gitlab-org/api/client-go"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -148,4 +150,16 @@ func (v *vaultClients) refresh(c *vault.Client, ttl time.Duration) {
 		}
 		ttl = next
 	}
+}
+
+// newGitLabClient is drbot's GitLab client: its User-Agent says drbot and
+// the step making the call, so GitLab's log attributes it.
+func newGitLabClient(url, token string) (*gitlab.Client, error) {
+	c, err := gitlab.NewClient(token, gitlab.WithBaseURL(url+"/api/v4"),
+		gitlab.WithHTTPClient(&http.Client{Transport: recovery.StepUserAgent(http.DefaultTransport)}))
+	if err != nil {
+		return nil, err
+	}
+	c.UserAgent = "drbot"
+	return c, nil
 }

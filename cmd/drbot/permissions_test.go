@@ -188,6 +188,13 @@ func checkRunCalls(t *testing.T, drill bool) {
 			t.Error(err)
 		}
 	})
+	if !drill {
+		// The live plan first: read-only calls, declared as standard.PartPlan.
+		tg, _ := cfg.Target(w.Opts.Target)
+		if err := writeLivePlan(ctx, io.Discard, cfg, tg); err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := "start " + w.Opts.Target
 	if drill {
 		start += " --drill"
@@ -293,6 +300,7 @@ func checkRunCalls(t *testing.T, drill bool) {
 		expect[standard.Teardown] = []string{"aws", "kube/management", "kube/dr", "vault", "gitlab"}
 	} else {
 		expect[standard.PartRollback] = []string{"aws"}
+		expect[standard.PartPlan] = []string{"aws", "gitlab", "vault", "kube/management"}
 	}
 	for step, ends := range expect {
 		for _, end := range ends {

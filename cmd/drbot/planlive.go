@@ -13,12 +13,12 @@ import (
 	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-	gitlab "gitlab.com/gitlab-org/api/client-go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/argocd"
 	"github.com/drbot/drbot/recovery/gitops"
 	"github.com/drbot/drbot/recovery/helm"
@@ -33,6 +33,7 @@ import (
 func writeLivePlan(ctx context.Context, w io.Writer, cfg *config.Config, t *config.Target) error {
 	lines := map[string][]string{}
 	add := func(step string, l ...string) { lines[step] = append(lines[step], l...) }
+	ctx = recovery.WithStep(ctx, standard.PartPlan) // its calls are named (and declared) as the plan's
 
 	// The DR cluster.
 	aws := &awsConfigs{}
@@ -129,7 +130,7 @@ func writeLivePlan(ctx context.Context, w io.Writer, cfg *config.Config, t *conf
 	var mr strings.Builder
 	if tok, err := cfg.GitLab.Token.Resolve(); err != nil {
 		add(standard.GitOpsMR, "cannot read GitLab: gitlab.token: "+err.Error())
-	} else if c, err := gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4")); err != nil {
+	} else if c, err := newGitLabClient(cfg.GitLab.URL, tok); err != nil {
 		add(standard.GitOpsMR, "cannot read GitLab: "+err.Error())
 	} else if rep, err := gitops.New(cfg, gitops.FromClient(c), gitops.Options{Waves: waves(cfg), NameSuffix: cfg.GitLab.DRNameSuffix}).Plan(ctx, t.Name); err != nil {
 		add(standard.GitOpsMR, "cannot read GitLab: "+firstLine(err.Error()))
