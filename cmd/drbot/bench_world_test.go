@@ -39,7 +39,7 @@ const (
 	targetCPU150    = 2 * time.Second
 	targetCPU1500   = 10 * time.Second
 	targetRSSMiB    = 200
-	benchRunTimeout = 4 * time.Minute
+	benchRunTimeout = 8 * time.Minute
 )
 
 // stepLatencies maps each step of the standard runbook to the far-end
@@ -215,6 +215,9 @@ var slackTiers = map[string]struct {
 	"usergroups.users.list":        {"T2", 20},
 	"conversations.invite":         {"T3", 50},
 	"conversations.info":           {"T3", 50},
+	"conversations.history":        {"T3", 50},
+	"conversations.replies":        {"T3", 50},
+	"pins.add":                     {"T2", 20},
 	"chat.update":                  {"T3", 50},
 	"users.info":                   {"T4", 100},
 	"chat.postEphemeral":           {"T4", 100},
@@ -249,9 +252,6 @@ func slackUsage(calls []slackfake.Call) map[string]slackMethod {
 		switch {
 		case r.Limit > 0:
 			r.OK = float64(r.MaxPerMin) <= r.Limit
-		case m == "chat.postMessage":
-			// The poster's default pacing: 1 a second per channel after a burst of 4.
-			r.OK = r.MaxPerSec <= 4+1
 		}
 		out[m] = r
 	}
@@ -319,7 +319,10 @@ func benchMTTR(b *testing.B, services int) mttrResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), benchRunTimeout)
 	defer cancel()
-	if err := d.serve(ctx, serveOptions{poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 100 * time.Millisecond}}); err != nil {
+	// Slack's pace, time-scaled like the far ends: one post a second per
+	// channel after a burst of 4, the board every 2 s.
+	pace := bot.PosterOptions{PostsPerSecond: benchSpeed, Burst: 4, BoardInterval: 2 * time.Second / benchSpeed}
+	if err := d.serve(ctx, serveOptions{poster: pace}); err != nil {
 		b.Fatal(err)
 	}
 	defer func() {
@@ -381,7 +384,7 @@ func boundSchedule(book *recovery.Runbook, d map[string]time.Duration) map[strin
 }
 
 // benchCost recovers services at zero added latency with drbot as a
-// child process (production poster pacing) and measures that process.
+// child process and measures that process.
 func benchCost(b *testing.B, services int) costResult {
 	r := costResult{Services: services}
 	// An empty state file's size, for the growth.
@@ -391,7 +394,10 @@ func benchCost(b *testing.B, services int) costResult {
 	}
 	w := world.Start(b, world.Options{Services: services})
 	dir := b.TempDir()
-	c := startWorldChild(b, w, dir, worldChildOptions{})
+	// Posts paced fast so the gate messages do not queue behind a minute
+	// of step lines (see docs/benchmarks.md); the board at its production
+	// interval, so chat.update runs at its real rate.
+	c := startWorldChild(b, w, dir, worldChildOptions{Poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 2 * time.Second}})
 	ctx, cancel := context.WithTimeout(context.Background(), benchRunTimeout)
 	defer cancel()
 	b.ResetTimer()
@@ -538,7 +544,7 @@ func renderBench(r benchReport) string {
 			case s.Limit > 0:
 				target = fmt.Sprintf("%s ≤ %g/min", s.Tier, s.Limit)
 			case m == "chat.postMessage":
-				target = "≤ 5/s (pacer)"
+				target = "paced by bot"
 			}
 			row(fmt.Sprintf("  slack %s: calls, max/min, max/s", m), fmt.Sprintf("%d, %d, %d", s.Calls, s.MaxPerMin, s.MaxPerSec), target, s.OK)
 		}
