@@ -183,10 +183,15 @@ func (f failedCheck) Run(context.Context, []*config.Target) []readiness.Result {
 // startReadiness connects /dr check to the checks and starts the daily
 // schedule (readiness.schedule; "off" disables it). Reports are saved and
 // posted through the outbox; wake is called after each is enqueued.
-func startReadiness(ctx context.Context, cfg *config.Config, store *state.Store, b *bot.Bot, wake func(), log *slog.Logger) (stop func(), err error) {
+// clock and tick are the drill scheduler's (tests move time); zero means
+// time.Now and 30 s.
+func startReadiness(ctx context.Context, cfg *config.Config, store *state.Store, b *bot.Bot, wake func(), log *slog.Logger, clock func() time.Time, tick time.Duration) (stop func(), err error) {
 	runner := newReadinessRunner(cfg, log)
 	b.SetReadiness(runner.Run)
-	sched, err := readiness.NewScheduler(cfg, store, runner.Run, readiness.ScheduleOptions{Logger: log, OnEnqueue: wake})
+	if tick <= 0 {
+		tick = 30 * time.Second
+	}
+	sched, err := readiness.NewScheduler(cfg, store, runner.Run, readiness.ScheduleOptions{Logger: log, OnEnqueue: wake, Clock: clock})
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +201,7 @@ func startReadiness(ctx context.Context, cfg *config.Config, store *state.Store,
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); sched.Run(ctx, 30*time.Second) }()
+	go func() { defer close(done); sched.Run(ctx, tick) }()
 	log.Info("readiness checks scheduled", "schedule", cfg.Readiness.Schedule, "timezone", cfg.Readiness.Timezone, "next", sched.Next(time.Now()))
 	return func() { cancel(); <-done }, nil
 }

@@ -189,7 +189,7 @@ func TestStartReadinessRunsTheScheduleUntilStoppedAndOffDisablesIt(t *testing.T)
 		return ok
 	}
 
-	stop, err := startReadiness(context.Background(), cfg, store, b, func() {}, log) // readiness.schedule: off
+	stop, err := startReadiness(context.Background(), cfg, store, b, func() {}, log, nil, 0) // readiness.schedule: off
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestStartReadinessRunsTheScheduleUntilStoppedAndOffDisablesIt(t *testing.T)
 	}
 
 	cfg.Readiness.Schedule = "0 7 * * *"
-	stop, err = startReadiness(context.Background(), cfg, store, b, func() {}, log)
+	stop, err = startReadiness(context.Background(), cfg, store, b, func() {}, log, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestStartReadinessRunsTheScheduleUntilStoppedAndOffDisablesIt(t *testing.T)
 	}
 
 	cfg.Readiness.Schedule = "every day"
-	if _, err := startReadiness(context.Background(), cfg, store, b, func() {}, log); err == nil || !strings.Contains(err.Error(), "readiness.schedule") {
+	if _, err := startReadiness(context.Background(), cfg, store, b, func() {}, log, nil, 0); err == nil || !strings.Contains(err.Error(), "readiness.schedule") {
 		t.Errorf("a bad schedule started: %v", err)
 	}
 }

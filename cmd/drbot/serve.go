@@ -164,7 +164,7 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 	}
 	b.SetDrills(sched)
 	b.SetWake(changed)
-	stopReadiness, err := startReadiness(ctx, cfg, store, b, changed, log)
+	stopReadiness, err := startReadiness(ctx, cfg, store, b, changed, log, opts.drillClock, opts.drillTick)
 	if err != nil {
 		return err
 	}
