@@ -331,6 +331,10 @@ type Readiness struct {
 	Channel  string   `yaml:"channel"` // channel id (C…) or #name for the report; default slack.announce_channel
 	Owners   []string `yaml:"owners"`  // user or user-group ids mentioned when a check regresses
 	Targets  []string `yaml:"targets"` // targets to check; default every target
+	// VaultRoles are roles the primary Vault mount (vault.source_mount)
+	// must keep: a renamed or deleted one fails the vault check. Without
+	// it the check only requires the mount to have roles to copy.
+	VaultRoles []string `yaml:"vault_roles"`
 }
 
 // MTTR is the recovery time budget the post-mortem scores against.

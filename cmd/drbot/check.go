@@ -117,7 +117,7 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 	}
 	checks = append(checks, kc)
 
-	vc := &readiness.VaultCheck{Config: cfg, Needs: func(t *config.Target) []readiness.VaultNeed { return readiness.VaultNeedsFrom(declared, cfg, t) }}
+	vc := &readiness.VaultCheck{Config: cfg, Roles: cfg.Readiness.VaultRoles, Needs: func(t *config.Target) []readiness.VaultNeed { return readiness.VaultNeedsFrom(declared, cfg, t) }}
 	vc.Client, vc.ClientErr = r.vault.get(ctx)
 	checks = append(checks, vc)
 
