@@ -146,7 +146,7 @@ func TestCrashTorture(t *testing.T) {
 // waitKillPoint waits for the next transition of kind in the child's
 // log (or Slack), and says what it waited for and what it saw.
 func waitKillPoint(ctx context.Context, w *world.World, tail *logTail, kind string, rng *rand.Rand) (trigger, fired string) {
-	const patience = 20 * time.Second
+	const patience = 12 * time.Second
 	deadline := time.Now().Add(patience)
 	switch kind {
 	case "random":
@@ -275,14 +275,14 @@ func (t *logTail) sawRunFinished() bool { _ = t.lines(); return t.finished }
 // waitDelivered waits until the child holds no undelivered message.
 func waitDelivered(ctx context.Context, c *worldChild) error {
 	for {
-		out, err := c.Inspect("")
-		if err == nil && strings.Contains(out, " 0 undelivered message(s)") {
+		n, err := c.Undelivered()
+		if err == nil && n == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("messages still undelivered: %s", firstLine(out))
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("%d message(s) still undelivered (%v): %w", n, err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
@@ -466,9 +466,12 @@ func checkJournal(t *testing.T, store *state.Store, runID string, succeeded bool
 // stuckReport is what a run that stopped moving leaves to look at: the
 // journal through the admin socket and the child's goroutines.
 func stuckReport(c *worldChild, runID string) string {
-	out, err := c.Inspect(runID)
-	if err != nil {
-		out = err.Error()
+	out := "(no run)"
+	if runID != "" {
+		var err error
+		if out, err = c.Inspect(runID); err != nil {
+			out = err.Error()
+		}
 	}
 	return out + "\n" + c.Goroutines()
 }

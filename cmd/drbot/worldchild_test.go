@@ -107,7 +107,7 @@ type worldChild struct {
 	LogPath   string // the child's stderr
 	logFile   *os.File
 
-	once    sync.Once
+	snaps   atomic.Int64
 	done    chan struct{}
 	waitErr error
 }
@@ -289,23 +289,25 @@ func (c *worldChild) logTail(lines int) string {
 	return strings.Join(all, "\n")
 }
 
-// Inspect is `drbot state inspect [run]` through the child's admin socket.
+// Inspect is `drbot state inspect <run>` through the child's admin
+// socket. It needs a run id: the listing without one opens a read
+// transaction inside another (SchemaVersion inside View), which deadlocks
+// bbolt when a writer must grow the file meanwhile — poll Runs instead.
 func (c *worldChild) Inspect(runID string) (string, error) {
-	return c.admin("inspect", runID)
-}
-
-// Audit is `drbot state audit [run]` through the child's admin socket.
-func (c *worldChild) Audit(runID string) (string, error) {
-	return c.admin("audit", runID)
-}
-
-func (c *worldChild) admin(op, runID string) (string, error) {
-	q := url.Values{}
-	if runID != "" {
-		q.Set("run", runID)
+	if runID == "" {
+		return "", errors.New("inspect without a run id can deadlock a serving drbot; use Runs")
 	}
+	return c.admin("GET", "inspect", url.Values{"run": {runID}})
+}
+
+// Audit is `drbot state audit <run>` through the child's admin socket.
+func (c *worldChild) Audit(runID string) (string, error) {
+	return c.admin("GET", "audit", url.Values{"run": {runID}})
+}
+
+func (c *worldChild) admin(method, op string, q url.Values) (string, error) {
 	var buf bytes.Buffer
-	if err := viaAdmin(c.StatePath, "GET", op, q, &buf); err != nil {
+	if err := viaAdmin(c.StatePath, method, op, q, &buf); err != nil {
 		return "", err
 	}
 	if i := strings.Index(buf.String(), "\nERROR: "); i >= 0 {
@@ -314,36 +316,45 @@ func (c *worldChild) admin(op, runID string) (string, error) {
 	return buf.String(), nil
 }
 
-// childRun is a run as the admin socket lists it.
-type childRun struct {
-	ID, Target, Mode string
-	Status           state.RunStatus
+// Snapshot runs fn on a copy of the child's state that the child makes
+// itself (POST /backup on its admin socket: one read transaction), opened
+// read-only in the parent, so tests read the state while drbot holds it.
+func (c *worldChild) Snapshot(fn func(*state.Store) error) error {
+	dir := filepath.Join(filepath.Dir(c.StatePath), "snapshots")
+	path := filepath.Join(dir, fmt.Sprintf("snap-%d.db", c.snaps.Add(1)))
+	defer os.Remove(path)
+	if _, err := c.admin("POST", "backup", url.Values{"path": {path}}); err != nil {
+		return fmt.Errorf("copying the child's state: %w", err)
+	}
+	s, err := state.Open(path, state.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
 }
 
-// Runs lists the child's runs, oldest first, through its admin socket.
-func (c *worldChild) Runs() ([]childRun, error) {
-	out, err := c.Inspect("")
-	if err != nil {
-		return nil, err
-	}
-	var runs []childRun
-	header := false
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 4 && f[0] == "RUN" && f[3] == "STATUS" {
-			header = true
-			continue
-		}
-		if header && len(f) >= 4 {
-			runs = append(runs, childRun{ID: f[0], Target: f[1], Mode: f[2], Status: state.RunStatus(f[3])})
-		}
-	}
-	return runs, nil
+// Runs lists the child's runs, oldest first.
+func (c *worldChild) Runs() ([]state.Run, error) {
+	var runs []state.Run
+	err := c.Snapshot(func(s *state.Store) error {
+		return s.View(func(tx *state.Tx) (err error) { runs, err = tx.Runs(); return })
+	})
+	return runs, err
+}
+
+// Undelivered counts the child's outbox entries not yet in Slack.
+func (c *worldChild) Undelivered() (int, error) {
+	var pending []state.OutboxEntry
+	err := c.Snapshot(func(s *state.Store) error {
+		return s.View(func(tx *state.Tx) (err error) { pending, err = tx.Outbox(true, 0); return })
+	})
+	return len(pending), err
 }
 
 // WaitRun waits until the child's newest run finished or is blocked.
-func (c *worldChild) WaitRun(ctx context.Context) (childRun, error) {
-	var last childRun
+func (c *worldChild) WaitRun(ctx context.Context) (state.Run, error) {
+	var last state.Run
 	for {
 		runs, err := c.Runs()
 		if err == nil && len(runs) > 0 {
@@ -357,7 +368,7 @@ func (c *worldChild) WaitRun(ctx context.Context) (childRun, error) {
 			return last, fmt.Errorf("the run is still %q: %w", last.Status, ctx.Err())
 		case <-c.done:
 			return last, fmt.Errorf("the drbot child exited during the run (%v); its log ends:\n%s", c.waitErr, c.logTail(20))
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
