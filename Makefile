@@ -13,7 +13,26 @@ build:
 ## test: lint, then every test with the race detector (the README's test command).
 test: lint kube-bins
 	$(GO) test -race -count=1 -timeout 15m ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime 10s ./bot
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZSMOKE)
+
+## fuzz: each fuzz target for FUZZTIME (make test runs them for FUZZSMOKE). Seeds are in <pkg>/testdata/fuzz/<Target>/;
+## a crasher is written there too: keep it as a seed once fixed.
+FUZZTIME  ?= 2m
+FUZZSMOKE ?= 5s
+# go test -fuzz runs one target per invocation; bot has two.
+FUZZ_TARGETS := ./bot:FuzzParseCommand ./bot:FuzzInteraction ./config:FuzzLoadConfig ./recovery/gitops:FuzzTemplates
+.PHONY: fuzz
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
+## sandbox: a whole recovery of 150 services on this machine against the stand-ins (builds the Kubernetes binaries
+## the first time). ARGS='-interactive -fail addons.istio' to practise Retry/Skip/Abort.
+.PHONY: sandbox
+sandbox: kube-bins
+	$(GO) run ./cmd/drbot sandbox $(ARGS)
 
 ## bench: the benchmarks (ack latency over Socket Mode, …), one iteration each.
 .PHONY: bench
