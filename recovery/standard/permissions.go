@@ -261,7 +261,7 @@ var declarations = map[string]permissions.Step{
 			Does: "Installs Istio base, istiod and the ingress gateway with Helm, in that order, then applies the configured ingress manifests " +
 				"(Gateway, VirtualServices, the LoadBalancer Service) that make the public endpoints.",
 			Idempotent: "Each release is skipped when deployed with the same version and values; the manifests are server-side applied.",
-			Rollback:   "`helm uninstall` istio-ingress, istiod and istio-base against the DR cluster (the Load Balancer Controller removes the load balancer with the Service).",
+			Rollback:   "`helm uninstall istio-gateway -n istio-ingress`, then `helm uninstall istiod -n istio-system` and `helm uninstall istio-base -n istio-system` against the DR cluster (the Load Balancer Controller removes the load balancer with the gateway's Service).",
 		},
 	},
 	AddonsVaultInject: {
