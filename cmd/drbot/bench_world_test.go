@@ -10,13 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/gitops/gitopstest"
 	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
 	"github.com/drbot/drbot/test/slackfake"
@@ -170,6 +175,11 @@ type mttrResult struct {
 	Path   []string              `json:"critical_path"`
 	Steps  map[string][4]float64 `json:"steps_modelled_start_end_bound_start_end"`
 	Errors []string              `json:"errors,omitempty"`
+	// After the merge (wall seconds): the last service Deployment
+	// created, the last service pod Ready, deploy.watch done.
+	LastDeploymentSec float64 `json:"last_deployment_created_after_merge_s"`
+	LastPodReadySec   float64 `json:"last_pod_ready_after_merge_s"`
+	WatchSec          float64 `json:"deploy_watch_done_after_merge_s"`
 }
 
 type costResult struct {
@@ -358,6 +368,30 @@ func benchMTTR(b *testing.B, services int) mttrResult {
 		r.Steps[id] = [4]float64{m(rec.StartedAt), m(rec.FinishedAt), starts[id].Minutes(), (starts[id] + stepLatencies(lat)[id]).Minutes()}
 	}
 	sort.Strings(r.Errors)
+
+	// Where deploy.watch's time went: when the stand-in Argo CD created
+	// the services' Deployments and when their last pod became Ready
+	// (whole seconds, as Kubernetes keeps them), against the merge.
+	merged := recs[standard.GitOpsMerge].FinishedAt
+	lctx, lcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer lcancel()
+	if deps, err := w.DR.Clientset().AppsV1().Deployments("").List(lctx, metav1.ListOptions{}); err == nil {
+		for _, dep := range deps.Items {
+			if slices.Contains(gitopstest.Namespaces, dep.Namespace) {
+				r.LastDeploymentSec = max(r.LastDeploymentSec, dep.CreationTimestamp.Sub(merged).Seconds())
+			}
+		}
+	}
+	if pods, err := w.DR.Clientset().CoreV1().Pods("").List(lctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && slices.Contains(gitopstest.Namespaces, p.Namespace) {
+					r.LastPodReadySec = max(r.LastPodReadySec, c.LastTransitionTime.Sub(merged).Seconds())
+				}
+			}
+		}
+	}
+	r.WatchSec = recs[standard.DeployWatch].FinishedAt.Sub(merged).Seconds()
 	return r
 }
 
