@@ -32,7 +32,7 @@ Usage:
   drbot check    -config FILE [-target T]  read-only readiness checks: would a recovery work right now?
   drbot run      [-config FILE | -state PATH] -as NAME start|status|approve|reject|retry|skip|abort|rollback …
                                            break-glass: drive runs without Slack (audited)
-  drbot sandbox  [-services N] [-speed X] [-fail STEP] [-interactive]
+  drbot sandbox  [-services N] [-speed X] [-fail STEP] [-interactive] [-dir DIR]
                                            a whole recovery on this machine against stand-ins
   drbot validate -config FILE [-secrets]   check a config file; every problem at once, with lines
   drbot state    -config FILE|-state PATH inspect [-run ID] | audit [-run ID] | history | postmortem RUN

@@ -45,20 +45,18 @@ Retry/Skip/Abort. Without -interactive the sandbox then stops at the blocked
 step and exits 1.
 
 -speed X: the far ends take AWS's time (world.Realistic: EKS 12 min, NLB
-3 min, CloudFront 5 min…) divided by X; 0, the default, answers at once.
-drbot still reads EKS every 15 s and the cutover every 10 s, its production
-poll intervals, so -speed 200 adds about a minute however fast the far ends.
+3 min, CloudFront 5 min…) divided by X, and drbot polls X times as often as
+in production; 0 answers at once. The default, 200, plays a recovery of
+about 40 minutes in about 12 seconds.
 
 The Kubernetes binaries are built once by ` + "`make sandbox`" + ` (make kube-bins).
 drbot's logs go to DIR/drbot.log, not the terminal.
 
 `
 
-// The far ends answer at once by default: drbot reads EKS every 15 s and
-// the cutover's changes every 10 s (its production poll intervals, which
-// the sandbox cannot shorten yet), so any modelled wait costs a whole
-// poll and a 150-service run would take minutes instead of seconds.
-const defaultSandboxSpeed = 0
+// The far ends take AWS's time, 200 times faster: the board shows the
+// phases in their real proportions and a 150-service run stays short.
+const defaultSandboxSpeed = 200
 
 // sandboxLatency is the far ends' latency at speed: AWS's
 // (world.Realistic) divided by speed, none at speed 0.
@@ -177,7 +175,7 @@ func runSandbox(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	d, err := newWorldDriver(w, cfg, log)
+	d, err := newWorldDriver(w, cfg, log, withPollScale(*speed))
 	if err != nil {
 		return err
 	}
