@@ -43,6 +43,7 @@ bench:
 .PHONY: generate
 generate:
 	$(GO) run ./hack/gendocs
+	$(GO) run ./hack/genperms
 
 ## kube-bins: build (once; cached in .cache/kube/) the etcd, Kubernetes control-plane and KWOK binaries test/kubeenv runs.
 .PHONY: kube-bins
