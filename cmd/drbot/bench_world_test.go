@@ -665,3 +665,23 @@ func benchHas(list []string, s string) bool {
 	}
 	return false
 }
+
+// The busiest minute and second are sliding windows, and a method over
+// its tier is flagged: 51 chat.update calls in 50 s break T3's 50 a minute.
+func TestSlackUsageFlagsAMethodOverItsTierInAnySlidingMinute(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	var calls []slackfake.Call
+	for i := range 51 {
+		calls = append(calls, slackfake.Call{Method: "chat.update", Time: t0.Add(30*time.Second + time.Duration(i)*time.Second)})
+	}
+	calls = append(calls,
+		slackfake.Call{Method: "conversations.create", Time: t0},
+		slackfake.Call{Method: "conversations.create", Time: t0.Add(61 * time.Second)})
+	u := slackUsage(calls)
+	if got := u["chat.update"]; got.Calls != 51 || got.MaxPerMin != 51 || got.MaxPerSec != 1 || got.OK {
+		t.Errorf("chat.update = %+v, want 51 calls in one minute, flagged over T3", got)
+	}
+	if got := u["conversations.create"]; got.MaxPerMin != 1 || !got.OK {
+		t.Errorf("conversations.create = %+v, want at most 1 in any minute, within T2", got)
+	}
+}
