@@ -48,9 +48,20 @@ func TestFaultInjection(t *testing.T) {
 		}
 		seed = s
 	}
+	fixed := 0.0
+	if v := os.Getenv("DRBOT_FAULT_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 || r >= 1 {
+			t.Fatalf("DRBOT_FAULT_RATE=%q is not a share between 0 and 1", v)
+		}
+		fixed = r
+	}
 	for i := range runs {
 		s := seed + uint64(i)
 		rate := 0.10 + 0.10*float64(s%3)/2 // 10, 15 or 20 %
+		if fixed > 0 {
+			rate = fixed
+		}
 		t.Run(fmt.Sprintf("seed=%d,rate=%.2f", s, rate), func(t *testing.T) { faultRun(t, s, rate) })
 	}
 }
