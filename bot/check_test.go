@@ -142,7 +142,10 @@ func TestCheckCommandAnswersPrivatelyWithTheReportAndSavesIt(t *testing.T) {
 func TestCheckCommandRefusesWhoMayNotStartOrOwn(t *testing.T) {
 	b := readinessBot(t)
 	ran := false
-	b.SetReadiness(func(context.Context, []*config.Target, string) readiness.Report { ran = true; return readiness.Report{} })
+	b.SetReadiness(func(context.Context, []*config.Target, string) readiness.Report {
+		ran = true
+		return readiness.Report{}
+	})
 	sink := &responseSink{}
 	b.check(context.Background(), slack.SlashCommand{UserID: "U666", ResponseURL: sink.serve(t)}, Command{Name: "check"})
 	if ran {

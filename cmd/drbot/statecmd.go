@@ -95,6 +95,10 @@ func cmdState(args []string, stdout, stderr io.Writer) error {
 }
 
 func inspect(s *state.Store, runID string, w io.Writer) error {
+	// Read before View: a second read transaction inside the first can
+	// deadlock bbolt against a writer that must grow the file (a serving
+	// drbot froze that way).
+	v, _ := s.SchemaVersion()
 	return s.View(func(tx *state.Tx) error {
 		runs, err := tx.Runs()
 		if err != nil {
@@ -106,7 +110,6 @@ func inspect(s *state.Store, runID string, w io.Writer) error {
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		if runID == "" {
-			v, _ := s.SchemaVersion()
 			fmt.Fprintf(w, "state %s (schema %d): %d run(s), %d undelivered message(s)\n\n", s.Path(), v, len(runs), len(pending))
 			fmt.Fprintln(tw, "RUN\tTARGET\tMODE\tSTATUS\tINITIATOR\tSTARTED\tFINISHED")
 			for _, r := range runs {
