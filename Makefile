@@ -34,10 +34,20 @@ fuzz:
 sandbox: kube-bins
 	$(GO) run ./cmd/drbot sandbox $(ARGS)
 
-## bench: the benchmarks (ack latency over Socket Mode, …), one iteration each.
+## bench: one table (docs/benchmarks.md): modelled MTTR against the critical path and the hand process, drbot's
+## own cost at 150 and 1,500 services, ack latency; JSON in .cache/bench/.
 .PHONY: bench
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+bench: kube-bins
+	$(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 20m ./cmd/drbot/
+
+## torture: crash torture, 30 SIGKILLs of a drbot child during a whole recovery (make test runs 5).
+.PHONY: torture faults
+torture: kube-bins
+	DRBOT_TORTURE_KILLS=30 $(GO) test -race -count=1 -timeout 30m -v -run '^TestCrashTorture$$' ./cmd/drbot
+
+## faults: fault-injection runs with 5 seeds (make test runs 1); DRBOT_FAULT_RATE and DRBOT_FAULT_SEED tune them.
+faults: kube-bins
+	DRBOT_FAULT_RUNS=5 $(GO) test -race -count=1 -timeout 30m -v -run '^TestFaultInjection$$' ./cmd/drbot
 
 ## generate: regenerate the checked-in generated files (docs/config.md, …); CI fails when one is stale.
 .PHONY: generate
