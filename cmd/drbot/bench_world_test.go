@@ -81,6 +81,70 @@ func stepLatencies(l world.Latencies) map[string]time.Duration {
 	}
 }
 
+// productionPolls is the expected overshoot of drbot's production poll
+// intervals past the moment a far end is ready (half an interval per
+// wait), which the time-scaled run shrinks with the far ends: EKS every
+// 15 s (control plane, node group, add-on), the load balancer and the
+// cutover changes every 10 s and their HTTP checks every 5 s, Helm's
+// readiness checks at most every 2 s, deploy.watch's evaluation every 2 s.
+func productionPolls() map[string]time.Duration {
+	half := func(d time.Duration, waits int) time.Duration { return d / 2 * time.Duration(waits) }
+	return map[string]time.Duration{
+		standard.ClusterCreate:     half(15*time.Second, 3),
+		standard.AddonsLBC:         half(2*time.Second, 1),
+		standard.AddonsKarpenter:   half(2*time.Second, 1),
+		standard.AddonsIstio:       half(2*time.Second, 3),
+		standard.AddonsVaultInject: half(2*time.Second, 1),
+		standard.DeployWatch:       half(2*time.Second, 1),
+		standard.EndpointsDiscover: half(10*time.Second, 1),
+		standard.EndpointsVerify:   half(10*time.Second, 1) + half(5*time.Second, 1),
+	}
+}
+
+// replayMTTR is the modelled time to recover with drbot's own time
+// counted as it is: the run's schedule replayed on the DAG, where each
+// step lasts its far-end latency at full scale plus what the step took
+// beyond its scaled wait (drbot's work, the stand-ins' work, poll
+// overshoot) in real seconds plus the production poll overshoot, and
+// starts as long after its last dependency as it really did (scheduling,
+// gate clicks). Multiplying the whole wall time by the speed instead
+// (ModelMin) counts every real second of work — a Helm render, a bbolt
+// commit — as speed seconds, which no production run pays.
+func replayMTTR(book *recovery.Runbook, recs map[string]state.StepRecord, runStart time.Time, lat map[string]time.Duration, polls map[string]time.Duration, speed float64) (time.Duration, map[string][2]time.Duration) {
+	ends := map[string]time.Duration{}
+	out := map[string][2]time.Duration{}
+	var visit func(id string) time.Duration
+	visit = func(id string) time.Duration {
+		if e, ok := ends[id]; ok {
+			return e
+		}
+		st, _ := book.Step(id)
+		rec := recs[id]
+		realDepEnd := runStart
+		var modelStart time.Duration
+		for _, dep := range st.DependsOn {
+			modelStart = max(modelStart, visit(dep))
+			if recs[dep].FinishedAt.After(realDepEnd) {
+				realDepEnd = recs[dep].FinishedAt
+			}
+		}
+		gap := max(0, rec.StartedAt.Sub(realDepEnd))
+		scaledWait := time.Duration(float64(lat[id]) / speed)
+		own := max(0, rec.FinishedAt.Sub(rec.StartedAt)-scaledWait)
+		start := modelStart + gap
+		end := start + lat[id] + own + polls[id]
+		ends[id], out[id] = end, [2]time.Duration{start, end}
+		return end
+	}
+	var mttr time.Duration
+	for _, s := range book.Steps() {
+		if _, ran := recs[s.ID]; ran {
+			mttr = max(mttr, visit(s.ID))
+		}
+	}
+	return mttr, out
+}
+
 // handLatencies is the hand process: the same far ends, one after
 // another — nothing overlaps, the load balancer is waited for whole and
 // the DNS change before the CDN change.
@@ -170,6 +234,12 @@ type mttrResult struct {
 	Ratio      float64 `json:"ratio"`
 	HandSeqMin float64 `json:"hand_sequential_minutes"`
 	HandEstMin float64 `json:"hand_estimates_minutes"`
+	// ReplayMin is the modelled MTTR with drbot's own time counted 1:1
+	// (replayMTTR); ReplayRatio is it over the bound. ModelMin and Ratio
+	// count every wall second × speed.
+	ReplayMin   float64 `json:"replayed_mttr_minutes"`
+	ReplayRatio float64 `json:"replayed_ratio"`
+	OwnSec      float64 `json:"drbot_and_standins_seconds_on_critical_path"`
 	// Path is the critical path; Steps the modelled start and end of every
 	// step (minutes from the run's start) beside the bound's.
 	Path   []string              `json:"critical_path"`
@@ -276,9 +346,10 @@ func BenchmarkRecovery(b *testing.B) {
 	b.Run("mttr", func(b *testing.B) {
 		r := benchMTTR(b, 150)
 		rep.MTTR = &r
-		b.ReportMetric(r.ModelMin, "modelled-min")
+		b.ReportMetric(r.ReplayMin, "modelled-min")
 		b.ReportMetric(r.BoundMin, "bound-min")
-		b.ReportMetric(r.Ratio, "ratio")
+		b.ReportMetric(r.ReplayRatio, "ratio")
+		b.ReportMetric(r.Ratio, "naive-ratio")
 	})
 	for _, n := range []int{150, 1500} {
 		b.Run(fmt.Sprintf("cost-%d", n), func(b *testing.B) {
@@ -358,6 +429,10 @@ func benchMTTR(b *testing.B, services int) mttrResult {
 
 	var recs map[string]state.StepRecord
 	_ = d.srv.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(run.ID); return })
+	replayed, _ := replayMTTR(book, recs, run.StartedAt, stepLatencies(lat), productionPolls(), benchSpeed)
+	r.ReplayMin = replayed.Minutes()
+	r.ReplayRatio = r.ReplayMin / r.BoundMin
+	r.OwnSec = (replayed - bound).Seconds()
 	r.Steps = map[string][4]float64{}
 	starts := boundSchedule(book, stepLatencies(lat))
 	for id, rec := range recs {
@@ -550,10 +625,13 @@ func renderBench(r benchReport) string {
 	if m := r.MTTR; m != nil {
 		info(fmt.Sprintf("modelled run: %d services, far ends %gx faster, wall", m.Services, m.Speed), fmt.Sprintf("%.2f s", m.WallSec))
 		info("  run status", m.Status)
-		info("modelled MTTR (wall × speed)", fmt.Sprintf("%.1f min", m.ModelMin))
 		info("critical-path lower bound", fmt.Sprintf("%.1f min", m.BoundMin))
-		row("MTTR / bound", fmt.Sprintf("%.3f", m.Ratio), fmt.Sprintf("≤ %.2f", targetRatio), m.Ratio <= targetRatio && m.Status == string(state.RunSucceeded))
-		row("hand process, same latencies one after another", fmt.Sprintf("%.1f min", m.HandSeqMin), fmt.Sprintf("MTTR ≤ %.1f", m.HandSeqMin/2), m.ModelMin <= m.HandSeqMin/2)
+		info("modelled MTTR (replayed: own time 1:1, production polls)", fmt.Sprintf("%.1f min", m.ReplayMin))
+		info("  of which beyond the bound (drbot, stand-ins, polls)", fmt.Sprintf("%.0f s", m.OwnSec))
+		row("MTTR / bound", fmt.Sprintf("%.3f", m.ReplayRatio), fmt.Sprintf("≤ %.2f", targetRatio), m.ReplayRatio <= targetRatio && m.Status == string(state.RunSucceeded))
+		info("naive MTTR: whole wall × speed (own time × speed)", fmt.Sprintf("%.1f min", m.ModelMin))
+		info("  naive MTTR / bound", fmt.Sprintf("%.3f", m.Ratio))
+		row("hand process, same latencies one after another", fmt.Sprintf("%.1f min", m.HandSeqMin), fmt.Sprintf("MTTR ≤ %.1f", m.HandSeqMin/2), m.ReplayMin <= m.HandSeqMin/2)
 		info("hand process, the runbook's step estimates", fmt.Sprintf("%.1f min", m.HandEstMin))
 	}
 	for _, c := range r.Cost {
@@ -683,5 +761,37 @@ func TestSlackUsageFlagsAMethodOverItsTierInAnySlidingMinute(t *testing.T) {
 	}
 	if got := u["conversations.create"]; got.MaxPerMin != 1 || !got.OK {
 		t.Errorf("conversations.create = %+v, want at most 1 in any minute, within T2", got)
+	}
+}
+
+// The replay keeps the far ends' full latency, counts what a step took
+// beyond its scaled wait and the gaps between steps in real seconds, and
+// adds the production poll overshoot: a → b with a waiting 10 min at 100×
+// (6 s) that really took 6.5 s, b starting 0.2 s after a and taking 1 s.
+func TestReplayCountsOwnTimeOnceAndFarEndsAtFullScale(t *testing.T) {
+	noop := func(context.Context, *recovery.StepContext) (recovery.Result, error) { return recovery.Result{}, nil }
+	book, err := recovery.NewRunbook([]recovery.Step{
+		{ID: "a", Title: "a", Phase: recovery.PhaseProvision, Action: noop},
+		{ID: "b", Title: "b", Phase: recovery.PhaseDeploy, DependsOn: []string{"a"}, Action: noop},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	recs := map[string]state.StepRecord{
+		"a": {StartedAt: at(100), FinishedAt: at(6600)},
+		"b": {StartedAt: at(6800), FinishedAt: at(7800)},
+	}
+	lat := map[string]time.Duration{"a": 10 * time.Minute}
+	polls := map[string]time.Duration{"a": 7 * time.Second}
+	got, steps := replayMTTR(book, recs, t0, lat, polls, 100)
+	// a: starts 0.1 s in, 10 min + 0.5 s own + 7 s poll; b: 0.2 s later, 1 s.
+	want := 100*time.Millisecond + 10*time.Minute + 500*time.Millisecond + 7*time.Second + 200*time.Millisecond + time.Second
+	if got != want {
+		t.Errorf("replayed MTTR = %s, want %s (steps %v)", got, want, steps)
+	}
+	if naive := recs["b"].FinishedAt.Sub(t0) * 100; naive <= got {
+		t.Errorf("the naive model (%s) should exceed the replay (%s): it multiplies own time by the speed", naive, got)
 	}
 }
