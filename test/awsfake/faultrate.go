@@ -2,11 +2,11 @@ package awsfake
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
+
+	"github.com/drbot/drbot/test/faultplan"
 )
 
 // FaultRate makes a share of calls fail the way AWS fails under load:
@@ -41,63 +41,42 @@ type RateFailure struct {
 	UserAgent                string
 }
 
-type rateState struct {
-	mu     sync.Mutex
-	plan   FaultRate
-	rng    *rand.Rand
-	failed []RateFailure
-}
-
-// rateStates hold each server's FaultRate, beside the Server struct so
+// ratePlans hold each server's FaultRate, beside the Server struct so
 // the hook stays one call in applyFault.
-var rateStates sync.Map // *Server → *rateState
+var ratePlans faultplan.Plans[*Server, *request, Fault, RateFailure]
 
 // InjectRate replaces the rate-based faults; a zero Rate stops them (the
 // failures recorded so far stay in RateFailures).
 func (s *Server) InjectRate(f FaultRate) {
-	st := s.rateState()
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	if len(f.Faults) == 0 {
 		f.Faults = DefaultRateFaults
 	}
-	f.Faults = slices.Clone(f.Faults)
-	st.plan = f
-	st.rng = rand.New(rand.NewPCG(f.Seed, 0xa75fa17))
+	faults := slices.Clone(f.Faults)
+	for i := range faults {
+		if faults[i].Status == 0 {
+			faults[i].Status = http.StatusBadRequest
+		}
+	}
+	rule := faultplan.Rule[*request, Fault]{Rate: f.Rate, Seed: f.Seed, Stream: 0xa75fa17, Choices: faults}
+	if only := f.Only; only != nil {
+		rule.Only = func(q *request) bool { return only(q.service, q.op, q.r.UserAgent()) }
+	}
+	ratePlans.Of(s).Set(rule)
 }
 
 // RateFailures lists the calls InjectRate failed, in order.
 func (s *Server) RateFailures() []RateFailure {
-	st := s.rateState()
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return slices.Clone(st.failed)
-}
-
-func (s *Server) rateState() *rateState {
-	v, _ := rateStates.LoadOrStore(s, &rateState{})
-	return v.(*rateState)
+	return ratePlans.Of(s).Failed()
 }
 
 // rateFault decides whether q fails by the rate plan, and fails it.
 func (s *Server) rateFault(q *request) *apiError {
-	v, ok := rateStates.Load(s)
-	if !ok {
+	f, rate, fail := ratePlans.Of(s).Decide(q, func(f Fault) RateFailure {
+		return RateFailure{Service: q.service, Operation: q.op, Code: f.Code, Status: f.Status, UserAgent: q.r.UserAgent()}
+	})
+	if !fail {
 		return nil
 	}
-	st := v.(*rateState)
-	st.mu.Lock()
-	p := st.plan
-	if p.Rate <= 0 || (p.Only != nil && !p.Only(q.service, q.op, q.r.UserAgent())) || st.rng.Float64() >= p.Rate {
-		st.mu.Unlock()
-		return nil
-	}
-	f := p.Faults[st.rng.IntN(len(p.Faults))]
-	if f.Status == 0 {
-		f.Status = http.StatusBadRequest
-	}
-	st.failed = append(st.failed, RateFailure{Service: q.service, Operation: q.op, Code: f.Code, Status: f.Status, UserAgent: q.r.UserAgent()})
-	st.mu.Unlock()
 	if f.Latency > 0 {
 		t := time.NewTimer(f.Latency)
 		select {
@@ -108,7 +87,7 @@ func (s *Server) rateFault(q *request) *apiError {
 	}
 	msg := f.Message
 	if msg == "" {
-		msg = fmt.Sprintf("awsfake injected %s on %s:%s (rate %.2f)", f.Code, q.service, q.op, p.Rate)
+		msg = fmt.Sprintf("awsfake injected %s on %s:%s (rate %.2f)", f.Code, q.service, q.op, rate)
 		if isThrottleCode(f.Code) {
 			msg = "Rate exceeded (" + msg + ")"
 		}

@@ -3,10 +3,9 @@ package gitlabfake
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
-	"slices"
-	"sync"
+
+	"github.com/drbot/drbot/test/faultplan"
 )
 
 // FaultPlan makes a share of API requests fail with a 5xx before they
@@ -27,57 +26,29 @@ type Fault struct {
 	Status       int
 }
 
-type faultState struct {
-	mu     sync.Mutex
-	plan   FaultPlan
-	rng    *rand.Rand
-	failed []Fault
-}
-
-var faultStates sync.Map // *Server → *faultState
+var faultPlans faultplan.Plans[*Server, *http.Request, int, Fault]
 
 // InjectFaults replaces the fault plan; a zero Rate stops injecting.
 func (s *Server) InjectFaults(p FaultPlan) {
-	v, _ := faultStates.LoadOrStore(s, &faultState{})
-	st := v.(*faultState)
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	if len(p.Statuses) == 0 {
 		p.Statuses = []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable}
 	}
-	p.Statuses = slices.Clone(p.Statuses)
-	st.plan = p
-	st.rng = rand.New(rand.NewPCG(p.Seed, 0x6171ab))
+	faultPlans.Of(s).Set(faultplan.Rule[*http.Request, int]{Rate: p.Rate, Seed: p.Seed, Stream: 0x6171ab, Only: p.Only, Choices: p.Statuses})
 }
 
 // InjectedFaults lists the requests the fault plan failed, in order.
 func (s *Server) InjectedFaults() []Fault {
-	v, ok := faultStates.Load(s)
-	if !ok {
-		return nil
-	}
-	st := v.(*faultState)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return slices.Clone(st.failed)
+	return faultPlans.Of(s).Failed()
 }
 
 // injectFault answers r with an injected failure when the plan says so.
 func (s *Server) injectFault(w http.ResponseWriter, r *http.Request) bool {
-	v, ok := faultStates.Load(s)
-	if !ok {
+	status, _, fail := faultPlans.Of(s).Decide(r, func(status int) Fault {
+		return Fault{Method: r.Method, Path: r.URL.Path, Status: status}
+	})
+	if !fail {
 		return false
 	}
-	st := v.(*faultState)
-	st.mu.Lock()
-	p := st.plan
-	if p.Rate <= 0 || (p.Only != nil && !p.Only(r)) || st.rng.Float64() >= p.Rate {
-		st.mu.Unlock()
-		return false
-	}
-	status := p.Statuses[st.rng.IntN(len(p.Statuses))]
-	st.failed = append(st.failed, Fault{Method: r.Method, Path: r.URL.Path, Status: status})
-	st.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": fmt.Sprintf("%d gitlabfake injected failure on %s %s", status, r.Method, r.URL.Path)})

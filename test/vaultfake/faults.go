@@ -2,10 +2,9 @@ package vaultfake
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net/http"
-	"slices"
-	"sync"
+
+	"github.com/drbot/drbot/test/faultplan"
 )
 
 // FaultPlan makes a share of requests fail with a 5xx before they have
@@ -25,57 +24,29 @@ type Fault struct {
 	Status       int
 }
 
-type faultState struct {
-	mu     sync.Mutex
-	plan   FaultPlan
-	rng    *rand.Rand
-	failed []Fault
-}
-
-var faultStates sync.Map // *Server → *faultState
+var faultPlans faultplan.Plans[*Server, *http.Request, int, Fault]
 
 // InjectFaults replaces the fault plan; a zero Rate stops injecting.
 func (s *Server) InjectFaults(p FaultPlan) {
-	v, _ := faultStates.LoadOrStore(s, &faultState{})
-	st := v.(*faultState)
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	if len(p.Statuses) == 0 {
 		p.Statuses = []int{http.StatusInternalServerError, http.StatusServiceUnavailable}
 	}
-	p.Statuses = slices.Clone(p.Statuses)
-	st.plan = p
-	st.rng = rand.New(rand.NewPCG(p.Seed, 0x7a017))
+	faultPlans.Of(s).Set(faultplan.Rule[*http.Request, int]{Rate: p.Rate, Seed: p.Seed, Stream: 0x7a017, Only: p.Only, Choices: p.Statuses})
 }
 
 // InjectedFaults lists the requests the fault plan failed, in order.
 func (s *Server) InjectedFaults() []Fault {
-	v, ok := faultStates.Load(s)
-	if !ok {
-		return nil
-	}
-	st := v.(*faultState)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return slices.Clone(st.failed)
+	return faultPlans.Of(s).Failed()
 }
 
 // injectFault answers r with an injected failure when the plan says so.
 func (s *Server) injectFault(w http.ResponseWriter, r *http.Request) bool {
-	v, ok := faultStates.Load(s)
-	if !ok {
+	status, _, fail := faultPlans.Of(s).Decide(r, func(status int) Fault {
+		return Fault{Method: r.Method, Path: r.URL.Path, Status: status}
+	})
+	if !fail {
 		return false
 	}
-	st := v.(*faultState)
-	st.mu.Lock()
-	p := st.plan
-	if p.Rate <= 0 || (p.Only != nil && !p.Only(r)) || st.rng.Float64() >= p.Rate {
-		st.mu.Unlock()
-		return false
-	}
-	status := p.Statuses[st.rng.IntN(len(p.Statuses))]
-	st.failed = append(st.failed, Fault{Method: r.Method, Path: r.URL.Path, Status: status})
-	st.mu.Unlock()
 	writeJSON(w, status, errorBody(fmt.Sprintf("vaultfake injected %d on %s %s", status, r.Method, r.URL.Path)))
 	return true
 }
