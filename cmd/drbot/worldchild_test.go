@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +35,13 @@ import (
 // parent).
 
 const worldChildEnv = "DRBOT_WORLD_CHILD"
+
+// worldChildProfileEnv names a directory where a world child writes, each
+// time its RSS reaches a new peak, a heap profile (heap.pprof), its
+// runtime.MemStats (memstats.json) and /proc/self/smaps_rollup
+// (smaps_rollup.txt): what the memory was at the peak the benchmark
+// reports.
+const worldChildProfileEnv = "DRBOT_CHILD_PROFILE"
 
 // worldChildConfig is what the parent tells a world child, as JSON in
 // DRBOT_WORLD_CHILD. Credentials travel in the environment (world.Start
@@ -89,6 +98,9 @@ func TestWorldChild(t *testing.T) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if dir := os.Getenv(worldChildProfileEnv); dir != "" {
+		go profileAtPeak(ctx, dir)
+	}
 	err = serve(ctx, cfg, book, log, serveOptions{
 		rollback: rollback,
 		onStore:  live.Store,
@@ -97,6 +109,70 @@ func TestWorldChild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serve: %v", err)
 	}
+}
+
+// profileAtPeak samples the process's RSS every 100 ms until ctx ends and
+// rewrites the profiles in dir whenever it grew by 1 MiB over the last
+// peak.
+func profileAtPeak(ctx context.Context, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	var peak int64
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		rss := rssKiB()
+		if rss < peak+1024 {
+			continue
+		}
+		peak = rss
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if f, err := os.Create(filepath.Join(dir, "heap.pprof")); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			_ = f.Close()
+		}
+		ms.PauseNs, ms.PauseEnd, ms.BySize = [256]uint64{}, [256]uint64{}, [61]struct {
+			Size    uint32
+			Mallocs uint64
+			Frees   uint64
+		}{}
+		if data, err := json.MarshalIndent(struct {
+			RSSKiB  int64 `json:"rss_kib"`
+			Threads int   `json:"goroutines"`
+			runtime.MemStats
+		}{rss, runtime.NumGoroutine(), ms}, "", " "); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "memstats.json"), data, 0o644)
+		}
+		if data, err := os.ReadFile("/proc/self/smaps_rollup"); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "smaps_rollup.txt"), data, 0o644)
+		}
+		if data, err := os.ReadFile("/proc/self/smaps"); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "smaps.txt"), data, 0o644)
+		}
+	}
+}
+
+// rssKiB is VmRSS from /proc/self/status (0 when unreadable).
+func rssKiB() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var n int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &n)
+			return n
+		}
+	}
+	return 0
 }
 
 // worldChild is a running drbot child process.

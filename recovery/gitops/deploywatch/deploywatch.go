@@ -183,6 +183,9 @@ func (w *Watcher) Action(ctx context.Context, sc *recovery.StepContext) (recover
 	}
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, w.opts.Namespace, nil)
 	informer := factory.ForResource(ApplicationGVR).Informer()
+	if err := informer.SetTransform(slim); err != nil {
+		return recovery.Result{}, fmt.Errorf("watching applications: %w", err)
+	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { st.upsert(obj, bound) },
 		UpdateFunc: func(_, obj any) { st.upsert(obj, bound) },
@@ -307,6 +310,54 @@ func describe(a appState) string {
 		msg = msg[:157] + "..."
 	}
 	return fmt.Sprintf("%s (%s)", a.name, msg)
+}
+
+// slim is the informer's transform: it keeps of an Application only what
+// the watch reads, so the cache does not hold every Application's full
+// status (its resource tree and history: ~25 KiB decoded each, 38 MiB of
+// live heap at 1,500 Applications). It is idempotent, as client-go asks.
+func slim(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	meta := map[string]any{}
+	full, _ := u.Object["metadata"].(map[string]any)
+	for _, k := range []string{"name", "namespace", "uid", "resourceVersion"} {
+		if v, ok := full[k].(string); ok {
+			meta[k] = v
+		}
+	}
+	if w, ok := u.GetAnnotations()[syncWaveKey]; ok {
+		meta["annotations"] = map[string]any{syncWaveKey: w}
+	}
+	out := map[string]any{"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(), "metadata": meta}
+	keep := func(path ...string) {
+		if v, ok, _ := unstructured.NestedString(u.Object, path...); ok {
+			_ = unstructured.SetNestedField(out, v, path...)
+		}
+	}
+	keep("spec", "destination", "name")
+	keep("spec", "destination", "server")
+	keep("status", "sync", "status")
+	keep("status", "health", "status")
+	keep("status", "health", "message")
+	keep("status", "operationState", "phase")
+	keep("status", "operationState", "message")
+	// Of the resources, only the first degraded one with a message:
+	// degradedMessage reads no more.
+	res, _, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "resources")
+	list, _ := res.([]any)
+	for _, r := range list {
+		rm, _ := r.(map[string]any)
+		s, _, _ := unstructured.NestedString(rm, "health", "status")
+		m, _, _ := unstructured.NestedString(rm, "health", "message")
+		if s == "Degraded" && m != "" {
+			_ = unstructured.SetNestedSlice(out, []any{map[string]any{"health": map[string]any{"status": s, "message": m}}}, "status", "resources")
+			break
+		}
+	}
+	return &unstructured.Unstructured{Object: out}, nil
 }
 
 // tracker holds the informer's view; handlers run on the informer's goroutine.
