@@ -6,6 +6,7 @@ package faultplan
 
 import (
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 )
@@ -80,3 +81,46 @@ func (ps *Plans[K, Call, Choice, Record]) Of(k K) *Plan[Call, Choice, Record] {
 	v, _ := ps.m.LoadOrStore(k, new(Plan[Call, Choice, Record]))
 	return v.(*Plan[Call, Choice, Record])
 }
+
+// HTTPRule fails a share of an HTTP stand-in's requests with a 5xx before
+// they have any effect.
+type HTTPRule struct {
+	Rate     float64 // 0..1
+	Seed     uint64
+	Statuses []int // chosen uniformly; empty means the stand-in's default
+	// Only, when set, picks the requests that may fail (e.g. drbot's, not
+	// the Argo CD stand-in's).
+	Only func(*http.Request) bool
+}
+
+// Request is one request an HTTPRule failed.
+type Request struct {
+	Method, Path string
+	Status       int
+}
+
+// HTTP holds an HTTP stand-in's rules, one per server.
+type HTTP struct {
+	Stream   uint64 // the stand-in's generator stream (see Rule.Stream)
+	Statuses []int  // the statuses an HTTPRule without any picks from
+	plans    Plans[any, *http.Request, int, Request]
+}
+
+// Set replaces server's rule; a zero Rate stops failing.
+func (h *HTTP) Set(server any, r HTTPRule) {
+	if len(r.Statuses) == 0 {
+		r.Statuses = h.Statuses
+	}
+	h.plans.Of(server).Set(Rule[*http.Request, int]{Rate: r.Rate, Seed: r.Seed, Stream: h.Stream, Only: r.Only, Choices: r.Statuses})
+}
+
+// Fail reports whether server's rule fails r, and with which status.
+func (h *HTTP) Fail(server any, r *http.Request) (status int, fail bool) {
+	status, _, fail = h.plans.Of(server).Decide(r, func(status int) Request {
+		return Request{Method: r.Method, Path: r.URL.Path, Status: status}
+	})
+	return status, fail
+}
+
+// Failed lists the requests server's rules failed, in order.
+func (h *HTTP) Failed(server any) []Request { return h.plans.Of(server).Failed() }

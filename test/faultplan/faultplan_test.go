@@ -1,6 +1,8 @@
 package faultplan_test
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 
@@ -81,5 +83,26 @@ func TestPlansGivesEachKeyItsOwnPlan(t *testing.T) {
 	}
 	if _, _, fail := ps.Of("a").Decide(1, func(s string) string { return s }); !fail {
 		t.Error("key a did not fail at rate 1")
+	}
+}
+
+func TestHTTPUsesTheStandInsDefaultStatusesAndRecordsMethodAndPath(t *testing.T) {
+	h := faultplan.HTTP{Stream: 9, Statuses: []int{http.StatusBadGateway}}
+	server := new(int)
+	h.Set(server, faultplan.HTTPRule{Rate: 1, Only: func(r *http.Request) bool { return r.Method == http.MethodPost }})
+	get := httptest.NewRequest(http.MethodGet, "/v1/a", nil)
+	post := httptest.NewRequest(http.MethodPost, "/v1/b", nil)
+	if _, fail := h.Fail(server, get); fail {
+		t.Error("a GET failed although Only picks POSTs")
+	}
+	if status, fail := h.Fail(server, post); !fail || status != http.StatusBadGateway {
+		t.Errorf("POST: fail %v with %d, want the default 502", fail, status)
+	}
+	if _, fail := h.Fail(new(int), post); fail {
+		t.Error("another server failed under this server's rule")
+	}
+	want := []faultplan.Request{{Method: http.MethodPost, Path: "/v1/b", Status: http.StatusBadGateway}}
+	if got := h.Failed(server); !slices.Equal(got, want) {
+		t.Errorf("Failed = %+v, want %+v", got, want)
 	}
 }

@@ -10,42 +10,23 @@ import (
 
 // FaultPlan makes a share of API requests fail with a 5xx before they
 // have any effect, chosen by a seeded generator (same seed, same request
-// sequence, same failures).
-type FaultPlan struct {
-	Rate     float64 // 0..1
-	Seed     uint64
-	Statuses []int // chosen uniformly; empty means 500, 502 and 503
-	// Only, when set, picks the requests that may fail (e.g. drbot's, not
-	// the Argo CD stand-in's).
-	Only func(*http.Request) bool
-}
+// sequence, same failures). Empty Statuses means 500, 502 and 503.
+type FaultPlan = faultplan.HTTPRule
 
 // Fault is one request a FaultPlan failed.
-type Fault struct {
-	Method, Path string
-	Status       int
-}
+type Fault = faultplan.Request
 
-var faultPlans faultplan.Plans[*Server, *http.Request, int, Fault]
+var faults = faultplan.HTTP{Stream: 0x6171ab, Statuses: []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable}}
 
 // InjectFaults replaces the fault plan; a zero Rate stops injecting.
-func (s *Server) InjectFaults(p FaultPlan) {
-	if len(p.Statuses) == 0 {
-		p.Statuses = []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable}
-	}
-	faultPlans.Of(s).Set(faultplan.Rule[*http.Request, int]{Rate: p.Rate, Seed: p.Seed, Stream: 0x6171ab, Only: p.Only, Choices: p.Statuses})
-}
+func (s *Server) InjectFaults(p FaultPlan) { faults.Set(s, p) }
 
 // InjectedFaults lists the requests the fault plan failed, in order.
-func (s *Server) InjectedFaults() []Fault {
-	return faultPlans.Of(s).Failed()
-}
+func (s *Server) InjectedFaults() []Fault { return faults.Failed(s) }
 
 // injectFault answers r with an injected failure when the plan says so.
 func (s *Server) injectFault(w http.ResponseWriter, r *http.Request) bool {
-	status, _, fail := faultPlans.Of(s).Decide(r, func(status int) Fault {
-		return Fault{Method: r.Method, Path: r.URL.Path, Status: status}
-	})
+	status, fail := faults.Fail(s, r)
 	if !fail {
 		return false
 	}
