@@ -506,7 +506,13 @@ func benchCost(b *testing.B, services int) costResult {
 	// Posts paced fast so the gate messages do not queue behind a minute
 	// of step lines (see docs/benchmarks.md); the board at its production
 	// interval, so chat.update runs at its real rate.
-	c := startWorldChild(b, w, dir, worldChildOptions{Poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 2 * time.Second}})
+	// DRBOT_BENCH_CHILD_LOG keeps the child's log (with GODEBUG=gctrace=1,
+	// its GC trace) past the test; DRBOT_CHILD_PROFILE (worldchild_test.go)
+	// adds its heap profile at the RSS peak.
+	c := startWorldChild(b, w, dir, worldChildOptions{
+		Poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 2 * time.Second},
+		Log:    os.Getenv("DRBOT_BENCH_CHILD_LOG"),
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), benchRunTimeout)
 	defer cancel()
 	b.ResetTimer()
