@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"sort"
@@ -167,27 +166,8 @@ func checkRunCalls(t *testing.T, drill bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := newWorldDriver(w, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rolledBack := make(chan error, 1)
-	inner := d.rollback
-	d.rollback = func(ctx context.Context, runID, record string, progress func(string)) error {
-		err := inner(ctx, runID, record, progress)
-		rolledBack <- err
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := d.serve(ctx, serveOptions{poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 100 * time.Millisecond}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.stop(); err != nil {
-			t.Error(err)
-		}
-	})
 	if !drill {
 		// The live plan first: read-only calls, declared as standard.PartPlan.
 		tg, _ := cfg.Target(w.Opts.Target)
@@ -199,24 +179,18 @@ func checkRunCalls(t *testing.T, drill bool) {
 	if drill {
 		start += " --drill"
 	}
-	if err := d.slash(ctx, world.UserOncall, start); err != nil {
-		t.Fatal(err)
-	}
-	go d.approveGates(ctx, 0, nil)
-	run, err := d.waitRun(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Status != state.RunSucceeded {
-		var recs map[string]state.StepRecord
-		_ = d.srv.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(run.ID); return })
-		for id, r := range recs {
-			if r.Status != state.StepSucceeded {
-				t.Logf("step %s: %s %s", id, r.Status, r.Error)
-			}
+	// The rollback below reports its end here. recoverInWorld fails the
+	// test on a run that did not succeed: the call log of a partial run
+	// proves little.
+	rolledBack := make(chan error, 1)
+	d, run := recoverInWorld(ctx, t, w, cfg, worldRun{command: start, prepare: func(d *worldDriver) {
+		inner := d.rollback
+		d.rollback = func(ctx context.Context, runID, record string, progress func(string)) error {
+			err := inner(ctx, runID, record, progress)
+			rolledBack <- err
+			return err
 		}
-		t.Fatalf("the run ended %s; the call log of a partial run proves little", run.Status)
-	}
+	}})
 	if !drill {
 		// The cutover's rollback is not a step; its calls name it as standard.PartRollback.
 		if err := d.slash(ctx, world.UserOncall, fmt.Sprintf(`rollback %s --reason "permission test"`, run.ID)); err != nil {

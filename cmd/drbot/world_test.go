@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/readiness"
 	"github.com/drbot/drbot/state"
 	"github.com/drbot/drbot/test/world"
@@ -31,41 +32,14 @@ func TestWholeRecoveryInTheWorldPassesBothGatesAndSucceeds(t *testing.T) {
 	// until the recovery is over.
 	cfg.Readiness.Schedule, cfg.Readiness.Timezone = "0 7 * * *", "UTC"
 	clk := &movableClock{now: time.Date(2026, 12, 3, 6, 59, 0, 0, time.UTC)}
-	d, err := newWorldDriver(w, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := d.serve(ctx, serveOptions{drillClock: clk.Now, drillTick: 50 * time.Millisecond,
-		poster: bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 100 * time.Millisecond}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := d.slash(ctx, world.UserOncall, "start "+w.Opts.Target); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var gates []string
-	go d.approveGates(ctx, 0, func(g openGate) { mu.Lock(); gates = append(gates, g.Step); mu.Unlock() })
-	run, err := d.waitRun(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Status != state.RunSucceeded {
-		var recs map[string]state.StepRecord
-		_ = d.srv.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(run.ID); return })
-		for id, r := range recs {
-			if r.Status != state.StepSucceeded {
-				t.Logf("step %s: %s %s", id, r.Status, r.Error)
-			}
-		}
-		t.Fatalf("the recovery ended %s", run.Status)
-	}
+	d, run := recoverInWorld(ctx, t, w, cfg, worldRun{
+		serve:  serveOptions{drillClock: clk.Now, drillTick: 50 * time.Millisecond},
+		onGate: func(g openGate) { mu.Lock(); gates = append(gates, g.Step); mu.Unlock() },
+	})
 	t.Logf("recovered %d services in %s", w.Opts.Services, run.FinishedAt.Sub(run.StartedAt).Round(time.Millisecond))
 	if run.Mode != state.ModeRecovery || run.Target != w.Opts.Target {
 		t.Errorf("run = %s of %s, want a recovery of %s", run.Mode, run.Target, w.Opts.Target)
@@ -117,4 +91,60 @@ func TestWholeRecoveryInTheWorldPassesBothGatesAndSucceeds(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// worldRun shapes recoverInWorld.
+type worldRun struct {
+	serve   serveOptions       // poster: fast posting when left zero
+	prepare func(*worldDriver) // before serve, e.g. to wrap d.rollback
+	command string             // what the on-call engineer types after /dr; default "start <target>"
+	onGate  func(openGate)     // sees each gate before the lead approves it
+}
+
+// recoverInWorld runs the real drbot on w with cfg until t ends, has the
+// on-call engineer type /dr start, approves every gate as the lead and
+// waits for the run to end. A run that did not succeed fails t, after
+// logging the steps that did not.
+func recoverInWorld(ctx context.Context, t *testing.T, w *world.World, cfg *config.Config, opts worldRun) (*worldDriver, state.Run) {
+	t.Helper()
+	d, err := newWorldDriver(w, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.prepare != nil {
+		opts.prepare(d)
+	}
+	if opts.serve.poster.PostsPerSecond == 0 {
+		opts.serve.poster = bot.PosterOptions{PostsPerSecond: 200, Burst: 50, BoardInterval: 100 * time.Millisecond}
+	}
+	if err := d.serve(ctx, opts.serve); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	if opts.command == "" {
+		opts.command = "start " + w.Opts.Target
+	}
+	if err := d.slash(ctx, world.UserOncall, opts.command); err != nil {
+		t.Fatal(err)
+	}
+	go d.approveGates(ctx, 0, opts.onGate)
+	run, err := d.waitRun(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != state.RunSucceeded {
+		var recs map[string]state.StepRecord
+		_ = d.srv.store.View(func(tx *state.Tx) (err error) { recs, err = tx.Steps(run.ID); return })
+		for id, r := range recs {
+			if r.Status != state.StepSucceeded {
+				t.Logf("step %s: %s %s", id, r.Status, r.Error)
+			}
+		}
+		t.Fatalf("the %s ended %s", run.Mode, run.Status)
+	}
+	return d, run
 }
