@@ -32,8 +32,9 @@ type CallerAPI interface {
 type AWSPermissionsCheck struct {
 	Config *config.Config
 	AWS    AWSConfigFunc
-	// Actions lists the IAM actions to simulate ("eks:CreateCluster", ...);
-	// nil means DefaultAWSActions per target.
+	// Actions lists the IAM actions to simulate ("eks:CreateCluster", ...):
+	// the declared ones (recovery/standard.Permissions().AWSActions()), the
+	// same list the generated IAM policy grants.
 	Actions []string
 }
 
@@ -41,59 +42,6 @@ type AWSPermissionsCheck struct {
 func (c *AWSPermissionsCheck) ID() string { return CheckAWSPermissions }
 
 const permissionsTitle = "drbot's IAM role may call every AWS action a recovery makes"
-
-// DefaultAWSActions are the AWS actions drbot's code calls during a
-// recovery of t (recovery/eks, recovery/iam, recovery/cutover and the
-// state backup), from the SDK operations used there. A Terraform module's
-// own calls are not known, so provider terraform adds none for the cluster.
-func DefaultAWSActions(cfg *config.Config, t *config.Target) []string {
-	acts := []string{
-		"sts:GetCallerIdentity",
-		// cluster.access, add-ons' Pod Identity and IAM roles
-		"eks:DescribeCluster", "eks:DescribeAccessEntry", "eks:CreateAccessEntry",
-		"eks:ListAssociatedAccessPolicies", "eks:AssociateAccessPolicy",
-		"eks:DescribeAddon", "eks:CreateAddon",
-		"eks:ListPodIdentityAssociations", "eks:DescribePodIdentityAssociation", "eks:CreatePodIdentityAssociation",
-		"iam:GetRole", "iam:CreateRole", "iam:UpdateAssumeRolePolicy", "iam:GetPolicy", "iam:CreatePolicy",
-		"iam:ListAttachedRolePolicies", "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:PassRole",
-		// endpoints.discover
-		"elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeListeners",
-	}
-	switch t.Cluster.Provider {
-	case config.ProviderEKS:
-		acts = append(acts, "eks:CreateCluster", "eks:UpdateClusterConfig", "eks:DescribeUpdate",
-			"eks:CreateNodegroup", "eks:DescribeNodegroup", "eks:UpdateNodegroupConfig")
-	case config.ProviderExisting:
-		acts = append(acts, "eks:DescribeNodegroup", "eks:UpdateNodegroupConfig", "eks:DescribeUpdate")
-	}
-	cut := cfg.CutoverFor(t)
-	if len(cut.Route53) > 0 {
-		acts = append(acts, "route53:ListResourceRecordSets", "route53:ChangeResourceRecordSets", "route53:GetChange")
-	}
-	if len(cut.CloudFront) > 0 {
-		acts = append(acts, "cloudfront:GetDistributionConfig", "cloudfront:UpdateDistribution", "cloudfront:GetDistribution")
-	}
-	if len(cut.APIGateway) > 0 {
-		// API Gateway's management actions are HTTP verbs.
-		acts = append(acts, "apigateway:GET", "apigateway:PATCH", "apigateway:POST")
-	}
-	if cfg.State.Backup != nil {
-		acts = append(acts, "s3:PutObject", "s3:GetObject", "s3:DeleteObject")
-	}
-	return dedupe(acts)
-}
-
-func dedupe(list []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range list {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
-}
 
 // Run simulates per target (each may name its own role).
 func (c *AWSPermissionsCheck) Run(ctx context.Context, targets []*config.Target) []Result {
@@ -111,9 +59,6 @@ func (c *AWSPermissionsCheck) Run(ctx context.Context, targets []*config.Target)
 
 func (c *AWSPermissionsCheck) runTarget(ctx context.Context, t *config.Target, api IAMSimulateAPI, caller CallerAPI) Result {
 	actions := c.Actions
-	if actions == nil {
-		actions = DefaultAWSActions(c.Config, t)
-	}
 	if len(actions) == 0 {
 		return Result{Check: CheckAWSPermissions, Target: t.Name, Title: permissionsTitle, Status: Warn,
 			Evidence: []string{"no AWS actions were given to check"}, Fix: "pass the declared action list to the check"}

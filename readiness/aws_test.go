@@ -12,6 +12,7 @@ import (
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/readiness"
 	"github.com/drbot/drbot/recovery/gitops"
+	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/test/awsfake"
 	"github.com/drbot/drbot/test/awsfake/edge"
 	"github.com/drbot/drbot/test/gitlabfake"
@@ -190,7 +191,7 @@ func newAWSWorld(t *testing.T) *awsWorld {
 	w.checks = []readiness.Check{
 		&readiness.ImagesCheck{Config: w.cfg, GitLab: w.gitlabAP, AWS: awsFor},
 		&readiness.CapacityCheck{Config: w.cfg, AWS: awsFor},
-		&readiness.AWSPermissionsCheck{Config: w.cfg, AWS: awsFor},
+		&readiness.AWSPermissionsCheck{Config: w.cfg, AWS: awsFor, Actions: standard.Permissions().AWSActions()},
 		&readiness.CutoverCheck{Config: w.cfg, AWS: awsFor},
 	}
 	return w
