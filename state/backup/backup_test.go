@@ -505,10 +505,14 @@ func TestFailedUploadIsRetriedAfterDebounce(t *testing.T) {
 			t.Errorf("retry %s after the failure; want it to wait the %s debounce", gap, debounce)
 		}
 	}
-	keys, err := List(context.Background(), rec, bucket, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The recorder sees an attempt when it starts; the third one's object
+	// lands a moment later.
+	var keys []string
+	waitFor(t, 3*time.Second, "the retried upload stored", func() bool {
+		var err error
+		keys, err = List(context.Background(), rec, bucket, "")
+		return err == nil && len(keys) > 0
+	})
 	if len(keys) != 1 || keys[0] != ups[2].key {
 		t.Errorf("stored %v; want only the retried upload %s", keys, ups[2].key)
 	}
