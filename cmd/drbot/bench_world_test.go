@@ -675,7 +675,7 @@ func renderBench(r benchReport) string {
 }
 
 func writeBench(r benchReport) (string, error) {
-	root, err := benchRoot()
+	root, err := world.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -691,23 +691,6 @@ func writeBench(r benchReport) (string, error) {
 	return path, os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
-// benchRoot is the module root above the package directory.
-func benchRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-		dir = parent
-	}
-}
 
 // The bound is the DAG's longest path: on the standard runbook with the
 // realistic table it runs cluster → LBC → Istio → merge → deploy watch →

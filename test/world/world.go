@@ -125,7 +125,7 @@ func Start(t testing.TB, opts Options) *World {
 	if opts.ArgoPoll <= 0 {
 		opts.ArgoPoll = 250 * time.Millisecond
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		t.Fatalf("world: %v", err)
 	}
@@ -341,10 +341,10 @@ func (a Addresses) Config(dir string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// moduleRoot is the directory of drbot's go.mod above the working
+// ModuleRoot is the directory of drbot's go.mod above the working
 // directory (tests run in their package's directory, the sandbox anywhere
 // in the checkout).
-func moduleRoot() (string, error) {
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
