@@ -691,7 +691,6 @@ func writeBench(r benchReport) (string, error) {
 	return path, os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
-
 // The bound is the DAG's longest path: on the standard runbook with the
 // realistic table it runs cluster → LBC → Istio → merge → deploy watch →
 // cutover → verify, and the hand process is longer.
