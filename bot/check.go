@@ -219,29 +219,5 @@ func (p *Poster) readinessChannel(ctx context.Context, ref string) (string, erro
 	if ref == "" || ref == p.announce {
 		return p.announceChannel(ctx)
 	}
-	name, isName := strings.CutPrefix(ref, "#")
-	if !isName {
-		return ref, nil
-	}
-	cursor := ""
-	for {
-		var chans []slack.Channel
-		var next string
-		err := retrySlack(ctx, func() (err error) {
-			chans, next, err = p.api.GetConversationsContext(ctx, &slack.GetConversationsParameters{Cursor: cursor, Limit: 200, Types: []string{"public_channel", "private_channel"}})
-			return err
-		})
-		if err != nil {
-			return "", fmt.Errorf("looking up the readiness channel %s: %w", ref, err)
-		}
-		for _, c := range chans {
-			if c.Name == name {
-				return c.ID, nil
-			}
-		}
-		if next == "" {
-			return "", fmt.Errorf("the readiness channel %s does not exist or drbot cannot see it; invite drbot or fix readiness.channel", ref)
-		}
-		cursor = next
-	}
+	return p.channelID(ctx, ref, "readiness.channel")
 }

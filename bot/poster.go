@@ -165,10 +165,20 @@ func (p *Poster) announceChannel(ctx context.Context) (string, error) {
 	if p.announce == "" {
 		return "", errNoAnnounceChannel
 	}
-	name, isName := strings.CutPrefix(p.announce, "#")
+	id, err := p.channelID(ctx, p.announce, "slack.announce_channel")
+	if err != nil {
+		return "", err
+	}
+	p.announceID = id
+	return id, nil
+}
+
+// channelID resolves a configured channel ("#name" or an id, from the
+// config key named by key) to its id, listing the channels drbot can see.
+func (p *Poster) channelID(ctx context.Context, ref, key string) (string, error) {
+	name, isName := strings.CutPrefix(ref, "#")
 	if !isName {
-		p.announceID = p.announce
-		return p.announceID, nil
+		return ref, nil
 	}
 	cursor := ""
 	for {
@@ -179,16 +189,15 @@ func (p *Poster) announceChannel(ctx context.Context) (string, error) {
 			return err
 		})
 		if err != nil {
-			return "", fmt.Errorf("looking up the announce channel %s: %w", p.announce, err)
+			return "", fmt.Errorf("looking up %s %s: %w", key, ref, err)
 		}
 		for _, c := range chans {
 			if c.Name == name {
-				p.announceID = c.ID
 				return c.ID, nil
 			}
 		}
 		if next == "" {
-			return "", fmt.Errorf("the announce channel %s does not exist or drbot cannot see it; invite drbot or fix slack.announce_channel", p.announce)
+			return "", fmt.Errorf("the channel %s does not exist or drbot cannot see it; invite drbot or fix %s", ref, key)
 		}
 		cursor = next
 	}
