@@ -74,15 +74,6 @@ func (f findings) result(check, target, title, fix string) Result {
 	return r
 }
 
-// errorCode is the AWS error code of err, "" for other errors.
-func errorCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
 // shortErr is an AWS error without the SDK's operation/request-id framing.
 func shortErr(err error) string {
 	var ae smithy.APIError

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/argocd"
 )
 
@@ -376,7 +377,7 @@ func (c *CapacityCheck) network(ctx context.Context, t *config.Target, cl capaci
 			continue
 		}
 		out, err := cl.ec2.DescribeSubnets(ctx, in)
-		if err != nil && errorCode(err) != "InvalidSubnetID.NotFound" {
+		if err != nil && recovery.ErrorCode(err) != "InvalidSubnetID.NotFound" {
 			f.fail("finding Karpenter's subnets (%s): %s", strings.Join(described, "; "), shortErr(err))
 			return
 		}
@@ -413,7 +414,7 @@ func describeSubnets(ctx context.Context, api EC2API, ids []string, f *findings)
 	if err == nil {
 		return out.Subnets, nil
 	}
-	if errorCode(err) != "InvalidSubnetID.NotFound" {
+	if recovery.ErrorCode(err) != "InvalidSubnetID.NotFound" {
 		f.fail("reading subnets %s: %s", strings.Join(ids, ", "), shortErr(err))
 		return nil, nil
 	}
@@ -422,7 +423,7 @@ func describeSubnets(ctx context.Context, api EC2API, ids []string, f *findings)
 	for _, id := range ids {
 		one, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{id}})
 		switch {
-		case errorCode(err) == "InvalidSubnetID.NotFound":
+		case recovery.ErrorCode(err) == "InvalidSubnetID.NotFound":
 			missing = append(missing, id)
 		case err != nil:
 			f.fail("reading subnet %s: %s", id, shortErr(err))

@@ -51,9 +51,7 @@ func IsRetryable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
-	var coded interface{ ErrorCode() string }
-	if errors.As(err, &coded) {
-		code := coded.ErrorCode()
+	if code := ErrorCode(err); code != "" {
 		if strings.Contains(code, "Throttl") || code == "RequestLimitExceeded" || code == "TooManyRequestsException" ||
 			code == "PriorRequestNotComplete" || code == "ServiceUnavailable" || code == "InternalFailure" || code == "RequestTimeout" {
 			return true
@@ -115,4 +113,14 @@ func ReopenGate(err error) error {
 func isClassified(err error) bool {
 	var c *classified
 	return errors.As(err, &c)
+}
+
+// ErrorCode is the API error code in err's chain (an AWS error's
+// "ResourceNotFoundException", smithy.APIError's ErrorCode), "" when none.
+func ErrorCode(err error) string {
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) {
+		return coded.ErrorCode()
+	}
+	return ""
 }

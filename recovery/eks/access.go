@@ -144,7 +144,7 @@ func ensureAdminEntry(ctx context.Context, sc *recovery.StepContext, api EKSAPI,
 		})
 		if err != nil && !isInUse(err) {
 			err = fmt.Errorf("creating access entry for %s on %q: %w", principal, cluster, err)
-			if errorCode(err) == "InvalidParameterException" {
+			if recovery.ErrorCode(err) == "InvalidParameterException" {
 				err = recovery.Permanent(fmt.Errorf("%w; the principal must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), not an STS session", err))
 			}
 			return err

@@ -164,7 +164,7 @@ func (p *Provisioner) ensureCluster(ctx context.Context, sc *recovery.StepContex
 		}
 		if err != nil {
 			err = fmt.Errorf("creating cluster %q in %s: %w", name, t.DR.Region, err)
-			if errorCode(err) == "InvalidParameterException" {
+			if recovery.ErrorCode(err) == "InvalidParameterException" {
 				err = recovery.Permanent(fmt.Errorf("%w; check targets[].cluster.eks (version, role_arn, subnet_ids in two AZs)", err))
 			}
 			return err
@@ -233,7 +233,7 @@ func (p *Provisioner) ensureNodegroup(ctx context.Context, sc *recovery.StepCont
 		})
 		if err != nil && !isInUse(err) {
 			err = fmt.Errorf("creating node group %q on %q: %w", ng, cluster, err)
-			if errorCode(err) == "InvalidParameterException" {
+			if recovery.ErrorCode(err) == "InvalidParameterException" {
 				err = recovery.Permanent(fmt.Errorf("%w; check targets[].cluster.eks.node_group", err))
 			}
 			return err

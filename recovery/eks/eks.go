@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awseks "github.com/aws/aws-sdk-go-v2/service/eks"
-	"github.com/aws/smithy-go"
 
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery"
@@ -173,17 +172,8 @@ func (o *Options) client(ctx context.Context, region string) (EKSAPI, error) {
 	return o.EKS(cfg), nil
 }
 
-// errorCode is the AWS error code of err, "" when it has none.
-func errorCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-func isNotFound(err error) bool { return errorCode(err) == "ResourceNotFoundException" }
-func isInUse(err error) bool    { return errorCode(err) == "ResourceInUseException" }
+func isNotFound(err error) bool { return recovery.ErrorCode(err) == "ResourceNotFoundException" }
+func isInUse(err error) bool    { return recovery.ErrorCode(err) == "ResourceInUseException" }
 
 // since formats an elapsed time the way people read it: 6m12s, 45s, 1h2m.
 func since(d time.Duration) string {

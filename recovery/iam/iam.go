@@ -20,7 +20,6 @@ import (
 	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery"
@@ -144,14 +143,6 @@ func serviceAccount(cfg *config.Config, addon, defaultName string) (ns, name str
 	return ns, name
 }
 
-func errorCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
 // run is the state of one attempt of the step.
 type run struct {
 	sc        *recovery.StepContext
@@ -196,7 +187,7 @@ func (r *Roles) Ensure(ctx context.Context, sc *recovery.StepContext) (recovery.
 	}}
 	desc, err := x.eks.DescribeCluster(ctx, &awseks.DescribeClusterInput{Name: aws.String(cluster)})
 	if err != nil {
-		if errorCode(err) == "ResourceNotFoundException" {
+		if recovery.ErrorCode(err) == "ResourceNotFoundException" {
 			return recovery.Result{}, recovery.Permanent(fmt.Errorf("cluster %q not found in %s; iam.roles needs cluster.create's cluster", cluster, region))
 		}
 		return recovery.Result{}, fmt.Errorf("describing cluster %q in %s: %w", cluster, region, err)
@@ -303,7 +294,7 @@ func (x *run) ensureRole(ctx context.Context, name, trustFile, description strin
 		x.reused = append(x.reused, "role "+name)
 		return aws.ToString(got.Role.Arn), nil
 	}
-	if errorCode(err) != "NoSuchEntity" {
+	if recovery.ErrorCode(err) != "NoSuchEntity" {
 		return "", fmt.Errorf("reading role %s: %w", name, err)
 	}
 	created, err := x.iam.CreateRole(ctx, &awsiam.CreateRoleInput{
@@ -312,7 +303,7 @@ func (x *run) ensureRole(ctx context.Context, name, trustFile, description strin
 		Description:              aws.String(description),
 		Tags:                     x.tags,
 	})
-	if errorCode(err) == "EntityAlreadyExists" {
+	if recovery.ErrorCode(err) == "EntityAlreadyExists" {
 		return x.ensureRole(ctx, name, trustFile, description) // made meanwhile: look it up
 	}
 	if err != nil {
@@ -329,7 +320,7 @@ func (x *run) ensurePolicy(ctx context.Context, name, file string, vars policyVa
 	if _, err := x.iam.GetPolicy(ctx, &awsiam.GetPolicyInput{PolicyArn: aws.String(arn)}); err == nil {
 		x.reused = append(x.reused, "policy "+name)
 		return arn, nil
-	} else if errorCode(err) != "NoSuchEntity" {
+	} else if recovery.ErrorCode(err) != "NoSuchEntity" {
 		return "", fmt.Errorf("reading policy %s: %w", name, err)
 	}
 	doc, err := render(file, vars)
@@ -343,7 +334,7 @@ func (x *run) ensurePolicy(ctx context.Context, name, file string, vars policyVa
 		Tags:           x.tags,
 	})
 	switch {
-	case errorCode(err) == "EntityAlreadyExists":
+	case recovery.ErrorCode(err) == "EntityAlreadyExists":
 		x.reused = append(x.reused, "policy "+name)
 		return arn, nil
 	case err != nil:
@@ -406,14 +397,14 @@ func (x *run) ensurePodIdentityAgent(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	if errorCode(err) != "ResourceNotFoundException" {
+	if recovery.ErrorCode(err) != "ResourceNotFoundException" {
 		return fmt.Errorf("describing add-on %s on %q: %w", podIdentityAddon, x.cluster, err)
 	}
 	_, err = x.eks.CreateAddon(ctx, &awseks.CreateAddonInput{
 		ClusterName: aws.String(x.cluster), AddonName: aws.String(podIdentityAddon),
 		ResolveConflicts: ekstypes.ResolveConflictsOverwrite,
 	})
-	if err != nil && errorCode(err) != "ResourceInUseException" {
+	if err != nil && recovery.ErrorCode(err) != "ResourceInUseException" {
 		return fmt.Errorf("installing add-on %s on %q: %w", podIdentityAddon, x.cluster, err)
 	}
 	x.created = append(x.created, "add-on "+podIdentityAddon)
@@ -437,11 +428,11 @@ func (x *run) ensureAssociation(ctx context.Context, namespace, serviceAccount, 
 		case err == nil:
 			x.created = append(x.created, "pod identity "+sa)
 			return nil
-		case errorCode(err) == "ResourceInUseException":
+		case recovery.ErrorCode(err) == "ResourceInUseException":
 			if id, err = x.findAssociation(ctx, namespace, serviceAccount); err != nil {
 				return err
 			}
-		case errorCode(err) == "InvalidParameterException" && len(x.created) > 0:
+		case recovery.ErrorCode(err) == "InvalidParameterException" && len(x.created) > 0:
 			// A role made seconds ago may not be visible to EKS yet.
 			return recovery.Retryable(fmt.Errorf("creating pod identity association for %s: %w (IAM is eventually consistent; retrying)", sa, err))
 		default:
@@ -486,7 +477,7 @@ func (x *run) ensureNodeAccessEntry(ctx context.Context, roleArn string) error {
 		x.reused = append(x.reused, "node access entry")
 		return nil
 	}
-	if errorCode(err) != "ResourceNotFoundException" {
+	if recovery.ErrorCode(err) != "ResourceNotFoundException" {
 		return fmt.Errorf("describing the access entry of %s on %q: %w", roleArn, x.cluster, err)
 	}
 	_, err = x.eks.CreateAccessEntry(ctx, &awseks.CreateAccessEntryInput{
@@ -496,8 +487,8 @@ func (x *run) ensureNodeAccessEntry(ctx context.Context, roleArn string) error {
 	switch {
 	case err == nil:
 		x.created = append(x.created, "EC2_LINUX access entry")
-	case errorCode(err) == "ResourceInUseException":
-	case errorCode(err) == "InvalidParameterException" && len(x.created) > 0:
+	case recovery.ErrorCode(err) == "ResourceInUseException":
+	case recovery.ErrorCode(err) == "InvalidParameterException" && len(x.created) > 0:
 		return recovery.Retryable(fmt.Errorf("creating the EC2_LINUX access entry for %s: %w (IAM is eventually consistent; retrying)", roleArn, err))
 	default:
 		return fmt.Errorf("creating the EC2_LINUX access entry for %s on %q: %w", roleArn, x.cluster, err)

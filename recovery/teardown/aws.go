@@ -7,7 +7,6 @@ import (
 
 	awseks "github.com/aws/aws-sdk-go-v2/service/eks"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/smithy-go"
 
 	"github.com/drbot/drbot/recovery"
 )
@@ -77,14 +76,5 @@ func (x *attempt) iamc(ctx context.Context) (IAMAPI, error) {
 	return x.iamClient, nil
 }
 
-// errorCode is the AWS error code of err, "" when it has none.
-func errorCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-func isNotFound(err error) bool     { return errorCode(err) == "ResourceNotFoundException" }
-func isNoSuchEntity(err error) bool { return errorCode(err) == "NoSuchEntity" }
+func isNotFound(err error) bool     { return recovery.ErrorCode(err) == "ResourceNotFoundException" }
+func isNoSuchEntity(err error) bool { return recovery.ErrorCode(err) == "NoSuchEntity" }

@@ -119,7 +119,7 @@ func (x *attempt) deleteEKS(ctx context.Context) (string, error) {
 		}
 		for _, ng := range ngs {
 			_, err := api.DeleteNodegroup(ctx, &awseks.DeleteNodegroupInput{ClusterName: aws.String(x.cluster), NodegroupName: aws.String(ng)})
-			if err != nil && !isNotFound(err) && errorCode(err) != "ResourceInUseException" {
+			if err != nil && !isNotFound(err) && recovery.ErrorCode(err) != "ResourceInUseException" {
 				x.leave(PartCluster, "EKS node group "+ng+" of "+x.cluster, fmt.Errorf("deleting it: %w", err), fix)
 				return "", nil
 			}
@@ -134,7 +134,7 @@ func (x *attempt) deleteEKS(ctx context.Context) (string, error) {
 		}
 		for _, a := range addons {
 			_, err := api.DeleteAddon(ctx, &awseks.DeleteAddonInput{ClusterName: aws.String(x.cluster), AddonName: aws.String(a)})
-			if err != nil && !isNotFound(err) && errorCode(err) != "ResourceInUseException" {
+			if err != nil && !isNotFound(err) && recovery.ErrorCode(err) != "ResourceInUseException" {
 				x.leave(PartCluster, "EKS add-on "+a+" of "+x.cluster, fmt.Errorf("deleting it: %w", err), fix)
 				return "", nil
 			}

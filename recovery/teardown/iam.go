@@ -10,6 +10,7 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
+	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/iam"
 )
 
@@ -165,7 +166,7 @@ func (x *attempt) removeRole(ctx context.Context, api IAMAPI, role, ownPolicyPre
 		w.deleted = append(w.deleted, "role "+role)
 	case isNoSuchEntity(err):
 		w.gone = append(w.gone, "role "+role)
-	case errorCode(err) == "DeleteConflict":
+	case recovery.ErrorCode(err) == "DeleteConflict":
 		fix := "something still uses it: run aws iam list-instance-profiles-for-role --role-name " + role +
 			", remove it from each instance profile, detach its policies, then delete it"
 		if len(profiles) > 0 {
@@ -312,7 +313,7 @@ func (x *attempt) removePolicy(ctx context.Context, api IAMAPI, arn string, w *i
 		w.deleted = append(w.deleted, "policy "+name)
 	case isNoSuchEntity(err):
 		w.gone = append(w.gone, "policy "+name)
-	case errorCode(err) == "DeleteConflict":
+	case recovery.ErrorCode(err) == "DeleteConflict":
 		x.leave(PartIAM, what, err, "something still uses it: aws iam list-entities-for-policy --policy-arn "+arn+
 			" shows what; detach it there, delete its non-default versions, then delete it")
 	default:
