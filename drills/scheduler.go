@@ -48,7 +48,6 @@ type Scheduler struct {
 	starter Starter
 	opts    Options
 	scheds  map[string]cron.Schedule
-	jobs    cron.Chain
 }
 
 // New validates the schedules and makes a scheduler.
@@ -62,8 +61,7 @@ func New(drills []config.Drill, store *state.Store, starter Starter, opts Option
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Scheduler{drills: drills, store: store, starter: starter, opts: opts, scheds: map[string]cron.Schedule{},
-		jobs: cron.NewChain(cron.Recover(cronLogger{opts.Logger}), cron.SkipIfStillRunning(cronLogger{opts.Logger}))}
+	s := &Scheduler{drills: drills, store: store, starter: starter, opts: opts, scheds: map[string]cron.Schedule{}}
 	for _, d := range drills {
 		spec := d.Schedule
 		if d.Timezone != "" {
@@ -78,13 +76,20 @@ func New(drills []config.Drill, store *state.Store, starter Starter, opts Option
 	return s, nil
 }
 
-// Run ticks every interval until ctx ends. Each tick is wrapped with
-// cron.Recover and cron.SkipIfStillRunning: a panic is logged, and a slow
-// tick is never overlapped by the next.
+// Run ticks every interval until ctx ends (see RunTicks).
 func (s *Scheduler) Run(ctx context.Context, interval time.Duration) {
-	job := s.jobs.Then(cron.FuncJob(func() {
-		if err := s.Tick(ctx); err != nil {
-			s.opts.Logger.Error("drill scheduler tick", "err", err)
+	RunTicks(ctx, interval, s.opts.Logger, "drill scheduler tick", s.Tick)
+}
+
+// RunTicks calls tick now and every interval until ctx ends. Each tick is
+// wrapped with cron.Recover and cron.SkipIfStillRunning: a panic is
+// logged, and a slow tick is never overlapped by the next. The drill and
+// readiness schedulers share it.
+func RunTicks(ctx context.Context, interval time.Duration, log *slog.Logger, what string, tick func(context.Context) error) {
+	chain := cron.NewChain(cron.Recover(cronLogger{log}), cron.SkipIfStillRunning(cronLogger{log}))
+	job := chain.Then(cron.FuncJob(func() {
+		if err := tick(ctx); err != nil {
+			log.Error(what, "err", err)
 		}
 	}))
 	t := time.NewTicker(interval)

@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/drills"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
 )
@@ -42,7 +43,6 @@ type Scheduler struct {
 	run   RunFunc
 	sched cron.Schedule
 	opts  ScheduleOptions
-	jobs  cron.Chain
 }
 
 const lastTickKey = "readiness/last_tick"
@@ -70,31 +70,16 @@ func NewScheduler(cfg *config.Config, store *state.Store, run RunFunc, opts Sche
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Scheduler{cfg: cfg, store: store, run: run, sched: sched, opts: opts,
-		jobs: cron.NewChain(cron.Recover(cronLogger{opts.Logger}), cron.SkipIfStillRunning(cronLogger{opts.Logger}))}, nil
+	return &Scheduler{cfg: cfg, store: store, run: run, sched: sched, opts: opts}, nil
 }
 
 // Next is when the checks run next after t.
 func (s *Scheduler) Next(t time.Time) time.Time { return s.sched.Next(t) }
 
-// Run ticks every interval until ctx ends; a panic in a tick is logged and
-// a slow tick is never overlapped by the next.
+// Run ticks every interval until ctx ends (drills.RunTicks: a panic in a
+// tick is logged and a slow tick is never overlapped by the next).
 func (s *Scheduler) Run(ctx context.Context, interval time.Duration) {
-	job := s.jobs.Then(cron.FuncJob(func() {
-		if err := s.Tick(ctx); err != nil {
-			s.opts.Logger.Error("readiness scheduler tick", "err", err)
-		}
-	}))
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		job.Run()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	drills.RunTicks(ctx, interval, s.opts.Logger, "readiness scheduler tick", s.Tick)
 }
 
 // Tick runs the checks once when a scheduled time passed since the last
@@ -203,12 +188,4 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// cronLogger adapts slog to cron's logger.
-type cronLogger struct{ l *slog.Logger }
-
-func (c cronLogger) Info(msg string, kv ...any) { c.l.Info(msg, kv...) }
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Error(msg, append(kv, "err", err)...)
 }
