@@ -7,6 +7,7 @@ import (
 
 	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/permissions"
+	"github.com/drbot/drbot/recovery/standard"
 )
 
 // Declared permissions (recovery/standard.Permissions()) turned into what
@@ -17,39 +18,10 @@ import (
 // sys/capabilities-self answers for concrete paths.
 const probeName = "drbot-probe"
 
-// declaredVars fills the placeholders the kube and Vault declarations use.
-func declaredVars(cfg *config.Config, t *config.Target) map[string]string {
-	kvMount, kvPath := cfg.Vault.NewRelicKV()
-	ns := cfg.ArgoCD.Namespace
-	if ns == "" {
-		ns = "argocd"
-	}
-	vars := map[string]string{
-		"ARGOCD_NAMESPACE":   ns,
-		"DRBOT_NAMESPACE":    "drbot",
-		"VAULT_SOURCE_MOUNT": strings.Trim(cfg.Vault.SourceMount, "/"),
-		"NEWRELIC_KV_MOUNT":  kvMount,
-		"NEWRELIC_KV_PATH":   kvPath,
-	}
-	if cfg.Vault.Auth != nil {
-		mount := cfg.Vault.Auth.Mount
-		if mount == "" {
-			mount = cfg.Vault.Auth.Method
-		}
-		vars["VAULT_LOGIN_MOUNT"] = strings.Trim(mount, "/")
-	}
-	if t != nil {
-		vars["VAULT_TARGET_MOUNT"] = strings.Trim(cfg.Vault.TargetMountFor(t.Name), "/")
-		vars["DR_CLUSTER"] = t.DR.ClusterName
-		vars["DR_REGION"] = t.DR.Region
-	}
-	return vars
-}
-
 // KubeNeedsFrom is every verb on every resource the declaration gives
 // drbot in the management cluster, one SelfSubjectAccessReview each.
 func KubeNeedsFrom(set permissions.Set, cfg *config.Config) []authorizationv1.ResourceAttributes {
-	vars := declaredVars(cfg, nil)
+	vars := standard.PermissionVars(cfg, nil)
 	var out []authorizationv1.ResourceAttributes
 	for _, r := range set.KubeRules(permissions.Management) {
 		ns := permissions.Expand(r.Namespace, vars)
@@ -68,7 +40,7 @@ func KubeNeedsFrom(set permissions.Set, cfg *config.Config) []authorizationv1.Re
 // VaultNeedsFrom is the declaration's Vault paths for a target, globs made
 // concrete, each with its declared capabilities.
 func VaultNeedsFrom(set permissions.Set, cfg *config.Config, t *config.Target) []VaultNeed {
-	vars := declaredVars(cfg, t)
+	vars := standard.PermissionVars(cfg, t)
 	caps := set.VaultCapabilities()
 	var out []VaultNeed
 	for _, p := range sortedKeys(caps) {

@@ -516,25 +516,27 @@ func slicesClone(s []string) []string { return append([]string(nil), s...) }
 // PermissionVars are the values of the declaration's placeholders for one
 // target of cfg: what the readiness checks expand ARNs and paths with. A
 // value config does not give (the account, when the role ARNs lack it)
-// is left out, so its placeholder stays.
+// is left out, so its placeholder stays. With t nil only the placeholders
+// that are not about a target are filled (the management cluster's).
 func PermissionVars(cfg *config.Config, t *config.Target) map[string]string {
 	vars := map[string]string{
-		"DR_REGION":          t.DR.Region,
-		"DR_CLUSTER":         t.DR.ClusterName,
-		"API_REGION":         t.DR.Region,
 		"ARGOCD_NAMESPACE":   cfg.ArgoCD.Namespace,
 		"DRBOT_NAMESPACE":    "drbot",
 		"VAULT_SOURCE_MOUNT": strings.Trim(cfg.Vault.SourceMount, "/"),
-		"VAULT_TARGET_MOUNT": strings.Trim(cfg.Vault.TargetMountFor(t.Name), "/"),
-	}
-	if r := cfg.CutoverFor(t).APIGatewayRegion; r != "" {
-		vars["API_REGION"] = r
 	}
 	if m, p := cfg.Vault.NewRelicKV(); m != "" {
 		vars["NEWRELIC_KV_MOUNT"], vars["NEWRELIC_KV_PATH"] = m, p
 	}
 	if cfg.State.Backup != nil {
 		vars["STATE_BUCKET"] = cfg.State.Backup.Bucket
+	}
+	if t == nil {
+		return vars
+	}
+	vars["DR_REGION"], vars["DR_CLUSTER"], vars["API_REGION"] = t.DR.Region, t.DR.ClusterName, t.DR.Region
+	vars["VAULT_TARGET_MOUNT"] = strings.Trim(cfg.Vault.TargetMountFor(t.Name), "/")
+	if r := cfg.CutoverFor(t).APIGatewayRegion; r != "" {
+		vars["API_REGION"] = r
 	}
 	if account, name, ok := roleARN(t.DrbotRoleARN); ok {
 		vars["ACCOUNT_ID"], vars["DRBOT_ROLE_NAME"] = account, name
