@@ -430,16 +430,12 @@ func (e *e2e) approveGates(ctx context.Context, store func() *state.Store) {
 			return
 		}
 		for name, ts := range refs {
-			parts := strings.Split(name, "/")
-			if parts[0] != "gate" || clicked[name] {
+			step, round, ok := gateRef(name)
+			if !ok || clicked[name] {
 				continue
 			}
 			clicked[name] = true
-			round := 1
-			if parts[2] != "1" {
-				round = 2
-			}
-			value := bot.ButtonValue{RunID: run.ID, StepID: parts[1], Round: round}.String()
+			value := bot.ButtonValue{RunID: run.ID, StepID: step, Round: round}.String()
 			id, err := e.slack.Click(ctx, userLead, run.Slack.ChannelID, ts, bot.ActionApprove, value)
 			if err == nil {
 				_, _ = e.slack.WaitAck(ctx, id)

@@ -148,3 +148,24 @@ func recoverInWorld(ctx context.Context, t *testing.T, w *world.World, cfg *conf
 	}
 	return d, run
 }
+
+// Gate refs carry the round as posted: a gate asked a third time is round
+// 3, not "not the first".
+func TestGateRefReadsStepAndRound(t *testing.T) {
+	for name, want := range map[string]struct {
+		step  string
+		round int
+		ok    bool
+	}{
+		"gate/gitops.merge/1":     {"gitops.merge", 1, true},
+		"gate/endpoints.apply/3":  {"endpoints.apply", 3, true},
+		"phase/deploy":            {"", 0, false},
+		"gate/gitops.merge/x":     {"gitops.merge", 0, false},
+		"gate/gitops.merge/1/too": {"", 0, false},
+	} {
+		step, round, ok := gateRef(name)
+		if ok != want.ok || (ok && (step != want.step || round != want.round)) {
+			t.Errorf("gateRef(%q) = %q, %d, %v; want %q, %d, %v", name, step, round, ok, want.step, want.round, want.ok)
+		}
+	}
+}

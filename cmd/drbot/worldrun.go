@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -151,20 +152,23 @@ func (d *worldDriver) openGates(seen map[string]bool) []openGate {
 	})
 	var out []openGate
 	for name, ts := range refs {
-		parts := strings.Split(name, "/") // gate/<step>/<round>
-		if len(parts) != 3 || parts[0] != "gate" || seen[run.ID+"/"+name] {
+		step, round, ok := gateRef(name)
+		if !ok || seen[run.ID+"/"+name] || steps[step].Status != state.StepWaiting {
 			continue
 		}
-		if steps[parts[1]].Status != state.StepWaiting {
-			continue
-		}
-		round := 1
-		if parts[2] != "1" {
-			round = 2
-		}
-		out = append(out, openGate{Run: run, Step: parts[1], Round: round, TS: ts, ref: run.ID + "/" + name})
+		out = append(out, openGate{Run: run, Step: step, Round: round, TS: ts, ref: run.ID + "/" + name})
 	}
 	return out
+}
+
+// gateRef reads the poster's message ref of a gate, "gate/<step>/<round>".
+func gateRef(name string) (step string, round int, ok bool) {
+	parts := strings.Split(name, "/")
+	if len(parts) != 3 || parts[0] != "gate" {
+		return "", 0, false
+	}
+	round, err := strconv.Atoi(parts[2])
+	return parts[1], round, err == nil && round > 0
 }
 
 // click presses a button on a gate message as user.
