@@ -253,15 +253,20 @@ func (s *Server) ecrDescribeImages(region string, body []byte) (any, *apiError) 
 		}
 		out = append(out, detail(im))
 	}
-	max := in.MaxResults
+	return ecrPage("imageDetails", out, in.NextToken, in.MaxResults)
+}
+
+// ecrPage is one page of a List/Describe answer under key, with ECR's
+// default page size of 100 and its nextToken.
+func ecrPage[T any](key string, items []T, token string, max int) (any, *apiError) {
 	if max <= 0 {
 		max = 100
 	}
-	page, next, ok := paginate(out, in.NextToken, max)
+	page, next, ok := paginate(items, token, max)
 	if !ok {
 		return nil, errorf(http.StatusBadRequest, "InvalidParameterException", "invalid nextToken")
 	}
-	res := map[string]any{"imageDetails": page}
+	res := map[string]any{key: page}
 	if next != "" {
 		res["nextToken"] = next
 	}
@@ -308,17 +313,5 @@ func (s *Server) ecrDescribeRepositories(region string, body []byte) (any, *apiE
 			out = append(out, repoOut(reg.repos[n]))
 		}
 	}
-	max := in.MaxResults
-	if max <= 0 {
-		max = 100
-	}
-	page, next, ok := paginate(out, in.NextToken, max)
-	if !ok {
-		return nil, errorf(http.StatusBadRequest, "InvalidParameterException", "invalid nextToken")
-	}
-	res := map[string]any{"repositories": page}
-	if next != "" {
-		res["nextToken"] = next
-	}
-	return res, nil
+	return ecrPage("repositories", out, in.NextToken, in.MaxResults)
 }
