@@ -19,6 +19,7 @@ import (
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery/cutover"
 )
 
 // Read-only views of the services the cutover moves, and of ELBv2 to find
@@ -199,7 +200,7 @@ func (c *CutoverCheck) runTarget(ctx context.Context, t *config.Target, cut conf
 		if out == nil {
 			continue // already reported missing
 		}
-		domain, ok := originDomainOf(out, o.OriginID)
+		domain, ok := cutover.OriginDomain(out, o.OriginID)
 		if !ok {
 			f.fail("%s does not exist", what)
 			continue
@@ -362,16 +363,4 @@ func hostOf(raw string) string {
 		return ""
 	}
 	return u.Hostname()
-}
-
-func originDomainOf(out *cloudfront.GetDistributionConfigOutput, originID string) (string, bool) {
-	if out.DistributionConfig == nil || out.DistributionConfig.Origins == nil {
-		return "", false
-	}
-	for _, o := range out.DistributionConfig.Origins.Items {
-		if aws.ToString(o.Id) == originID {
-			return aws.ToString(o.DomainName), true
-		}
-	}
-	return "", false
 }

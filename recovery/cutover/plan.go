@@ -292,7 +292,7 @@ func (c *Cutover) buildRecord(ctx context.Context, cl Clients, tc targetCtx, eps
 			cfConfigs[oc.DistributionID] = out
 		}
 		ep := eps[backendKey(oc.Backend)]
-		old, ok := originDomain(out, oc.OriginID)
+		old, ok := OriginDomain(out, oc.OriginID)
 		if !ok {
 			return Record{}, recovery.Permanent(fmt.Errorf("CloudFront distribution %s has no origin %q; fix cutover.cloudfront in the config", oc.DistributionID, oc.OriginID))
 		}
@@ -319,7 +319,8 @@ func (c *Cutover) buildRecord(ctx context.Context, cl Clients, tc targetCtx, eps
 	return rec, nil
 }
 
-func originDomain(out *cloudfront.GetDistributionConfigOutput, originID string) (string, bool) {
+// OriginDomain is the domain name of the distribution's origin originID.
+func OriginDomain(out *cloudfront.GetDistributionConfigOutput, originID string) (string, bool) {
 	if out.DistributionConfig == nil || out.DistributionConfig.Origins == nil {
 		return "", false
 	}
