@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
-	gitlab "gitlab.com/gitlab-org/api/client-go"
 	"gopkg.in/yaml.v3"
 
 	"github.com/drbot/drbot/config"
@@ -45,10 +44,10 @@ type ECRAPI interface {
 // no Helm values.
 type ImagesCheck struct {
 	Config *config.Config
-	// GitLab reads the templates (gitops.FromClient of drbot's client);
-	// only Branches, Tree and Files are used. Nil with ClientErr set fails
-	// the check.
-	GitLab    gitops.GitLabAPI
+	// GitOps generates the DR set from the primary's templates, with the
+	// code (and cache) templates.generate uses; nil with ClientErr set
+	// fails the check.
+	GitOps    *gitops.GitOps
 	ClientErr error
 	// AWS returns the configuration of a region for the ECR clients.
 	AWS AWSConfigFunc
@@ -63,11 +62,12 @@ const imagesTitle = "every image the services deploy exists in ECR where the DR 
 
 const imagesFix = "replicate the missing images into the DR region (an ECR replication rule for the repositories, or push them there); mirror images from other registries into ECR (pull-through cache) and point the values at the mirror"
 
-// Run reads the templates once and checks the images per target.
+// Run checks the images per target, in the DR set that target's run would
+// commit.
 func (c *ImagesCheck) Run(ctx context.Context, targets []*config.Target) []Result {
 	var out []Result
-	apps, sha, err := c.applications(ctx)
 	for _, t := range targets {
+		apps, sha, err := c.applications(ctx, t.Name)
 		if err != nil {
 			out = append(out, ErrorResult(CheckImages, t.Name, imagesTitle, err, "check gitlab.url, gitlab.token, gitlab.project and gitlab.templates_path"))
 			continue
@@ -85,21 +85,17 @@ type appImages struct {
 	tagless  []string
 }
 
-func (c *ImagesCheck) applications(ctx context.Context) ([]appImages, string, error) {
-	if c.GitLab.Branches == nil || c.GitLab.Tree == nil || c.GitLab.Files == nil {
+func (c *ImagesCheck) applications(ctx context.Context, target string) ([]appImages, string, error) {
+	if c.GitOps == nil {
 		if c.ClientErr != nil {
 			return nil, "", c.ClientErr
 		}
 		return nil, "", errors.New("no GitLab client")
 	}
-	sha, srcs, err := readTemplates(ctx, c.GitLab, c.Config.GitLab)
+	set, sha, err := c.GitOps.Generated(ctx, target)
 	if err != nil {
 		return nil, "", err
 	}
-	set := gitops.Generate(srcs, gitops.GenerateOptions{
-		DRPath: c.Config.GitLab.DRPath, Destination: gitops.Destination{Name: "dr"},
-		Overrides: c.Config.GitLab.Overrides, NameSuffix: c.Config.GitLab.DRNameSuffix,
-	})
 	var apps []appImages
 	for _, f := range set.Files {
 		apps = append(apps, imagesOfApplication(f.App, f.Content))
@@ -273,72 +269,6 @@ func describeImage(ctx context.Context, api ECRAPI, k imageKey) imageAnswer {
 		return imageAnswer{why: fmt.Sprintf("no repository %s in %s", k.repo, k.region)}
 	}
 	return imageAnswer{err: true, why: "DescribeImages: " + shortErr(err)}
-}
-
-// ---- templates ------------------------------------------------------------
-
-// readTemplates reads every YAML file under the templates path at the
-// default branch's head: the files templates.generate reads.
-func readTemplates(ctx context.Context, gl gitops.GitLabAPI, g config.GitLab) (string, []gitops.Source, error) {
-	b, _, err := gl.Branches.GetBranch(g.Project, g.DefaultBranch, gitlab.WithContext(ctx))
-	if err != nil {
-		return "", nil, fmt.Errorf("reading branch %q of gitlab project %q: %w", g.DefaultBranch, g.Project, err)
-	}
-	if b.Commit == nil || b.Commit.ID == "" {
-		return "", nil, fmt.Errorf("branch %q of gitlab project %q has no head commit", g.DefaultBranch, g.Project)
-	}
-	sha := b.Commit.ID
-	opt := &gitlab.ListTreeOptions{
-		ListOptions: gitlab.ListOptions{PerPage: 100, Page: 1},
-		Path:        gitlab.Ptr(strings.Trim(g.TemplatesPath, "/")),
-		Ref:         gitlab.Ptr(sha),
-		Recursive:   gitlab.Ptr(true),
-	}
-	var paths []string
-	for {
-		nodes, resp, err := gl.Tree.ListTree(g.Project, opt, gitlab.WithContext(ctx))
-		if errors.Is(err, gitlab.ErrNotFound) {
-			break // no such directory: no templates
-		}
-		if err != nil {
-			return "", nil, fmt.Errorf("listing %q of gitlab project %q at %s: %w", g.TemplatesPath, g.Project, shortSHA(sha), err)
-		}
-		for _, n := range nodes {
-			if n.Type == "blob" && gitops.IsTemplateFile(n.Path) {
-				paths = append(paths, n.Path)
-			}
-		}
-		if resp == nil || resp.NextPage == 0 {
-			break
-		}
-		opt.Page = resp.NextPage
-	}
-	if len(paths) == 0 {
-		return "", nil, fmt.Errorf("no YAML templates under %q in gitlab project %q at %s", g.TemplatesPath, g.Project, shortSHA(sha))
-	}
-	srcs := make([]gitops.Source, len(paths))
-	errs := make([]error, len(paths))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, p := range paths {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			raw, _, err := gl.Files.GetRawFile(g.Project, p, &gitlab.GetRawFileOptions{Ref: gitlab.Ptr(sha)}, gitlab.WithContext(ctx))
-			if err != nil {
-				errs[i] = fmt.Errorf("reading %q of gitlab project %q at %s: %w", p, g.Project, shortSHA(sha), err)
-				return
-			}
-			srcs[i] = gitops.Source{Path: p, Content: raw}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return "", nil, err
-	}
-	return sha, srcs, nil
 }
 
 // ---- images in Helm values --------------------------------------------------

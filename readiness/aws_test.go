@@ -189,7 +189,7 @@ func newAWSWorld(t *testing.T) *awsWorld {
 		return w.aws.Config(region, awsDrbotKey, awsDrbotSecret), nil
 	}
 	w.checks = []readiness.Check{
-		&readiness.ImagesCheck{Config: w.cfg, GitLab: w.gitlabAP, AWS: awsFor},
+		&readiness.ImagesCheck{Config: w.cfg, GitOps: gitops.New(w.cfg, w.gitlabAP, gitops.Options{}), AWS: awsFor},
 		&readiness.CapacityCheck{Config: w.cfg, AWS: awsFor},
 		&readiness.AWSPermissionsCheck{Config: w.cfg, AWS: awsFor, Actions: standard.Permissions().AWSActions()},
 		&readiness.CutoverCheck{Config: w.cfg, AWS: awsFor},

@@ -131,7 +131,7 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 	} else {
 		gc.Client = c
 		tc.GitOps = gitops.New(cfg, gitops.FromClient(c), gitops.Options{Waves: waves(cfg), NameSuffix: cfg.GitLab.DRNameSuffix})
-		ic.GitLab = gitops.FromClient(c)
+		ic.GitOps = tc.GitOps // one reader and cache for both checks
 	}
 	tc.ClientErr, ic.ClientErr = gc.ClientErr, gc.ClientErr
 	checks = append(checks, gc, tc, &readiness.TerraformCheck{}, ic,

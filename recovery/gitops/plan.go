@@ -17,19 +17,7 @@ const PlanEndpoint = "https://dr-cluster-endpoint.invalid"
 // count, Applications per namespace, what changes in the DR directory —
 // reading GitLab and changing nothing.
 func (g *GitOps) Plan(ctx context.Context, target string) (Report, error) {
-	t, ok := g.cfg.Target(target)
-	if !ok {
-		return Report{}, fmt.Errorf("target %q is not in the config", target)
-	}
-	dst := Destination{Name: t.DR.ClusterName}
-	if g.cfg.ArgoCD.DestinationBy == "server" {
-		dst = Destination{Server: PlanEndpoint}
-	}
-	sha, err := g.headSHA(ctx, g.cfg.GitLab.DefaultBranch)
-	if err != nil {
-		return Report{}, err
-	}
-	set, err := g.generateAt(ctx, sha, g.generateOptions(dst))
+	set, sha, dst, err := g.generated(ctx, target)
 	if err != nil {
 		return Report{}, err
 	}
@@ -37,7 +25,32 @@ func (g *GitOps) Plan(ctx context.Context, target string) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	return g.report(t.Name, sha, dst, set, base), nil
+	return g.report(target, sha, dst, set, base), nil
+}
+
+// Generated is the DR set a run against target would commit, generated
+// from the default branch's head (the commit it returns), read-only and
+// cached like Plan's: the readiness checks read the services' images from it.
+func (g *GitOps) Generated(ctx context.Context, target string) (*Set, string, error) {
+	set, sha, _, err := g.generated(ctx, target)
+	return set, sha, err
+}
+
+func (g *GitOps) generated(ctx context.Context, target string) (*Set, string, Destination, error) {
+	t, ok := g.cfg.Target(target)
+	if !ok {
+		return nil, "", Destination{}, fmt.Errorf("target %q is not in the config", target)
+	}
+	dst := Destination{Name: t.DR.ClusterName}
+	if g.cfg.ArgoCD.DestinationBy == "server" {
+		dst = Destination{Server: PlanEndpoint}
+	}
+	sha, err := g.headSHA(ctx, g.cfg.GitLab.DefaultBranch)
+	if err != nil {
+		return nil, "", dst, err
+	}
+	set, err := g.generateAt(ctx, sha, g.generateOptions(dst))
+	return set, sha, dst, err
 }
 
 // WritePlan prints a plan report for drbot plan.
