@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
-	gitlab "gitlab.com/gitlab-org/api/client-go"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drbot/drbot/bot"
@@ -126,7 +125,7 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 	ic := &readiness.ImagesCheck{Config: cfg, AWS: r.aws.get}
 	if tok, err := cfg.GitLab.Token.Resolve(); err != nil {
 		gc.ClientErr = fmt.Errorf("gitlab.token: %w", err)
-	} else if c, err := gitlab.NewClient(tok, gitlab.WithBaseURL(cfg.GitLab.URL+"/api/v4")); err != nil {
+	} else if c, err := newGitLabClient(cfg.GitLab.URL, tok); err != nil {
 		gc.ClientErr = fmt.Errorf("gitlab client for %s: %w", cfg.GitLab.URL, err)
 	} else {
 		gc.Client = c
