@@ -76,10 +76,20 @@ func (p *Provisioner) createEKS(ctx context.Context, sc *recovery.StepContext, t
 	if err != nil {
 		return recovery.Result{}, err
 	}
-	if err := p.ensureNodegroup(ctx, sc, api, t, c); err != nil {
+	// The node group and the Pod Identity agent are created together: the
+	// add-on does not need nodes to be created, and waiting for one before
+	// asking for the other put a minute of EKS on every recovery's
+	// critical path.
+	if err := p.startNodegroup(ctx, sc, api, t, c); err != nil {
 		return recovery.Result{}, err
 	}
-	if err := ensureAddon(ctx, sc, &p.o, api, name, PodIdentityAddon, p.tags(sc, t)); err != nil {
+	if err := startAddon(ctx, sc, api, name, PodIdentityAddon, p.tags(sc, t)); err != nil {
+		return recovery.Result{}, err
+	}
+	if err := p.waitNodegroup(ctx, sc, api, name); err != nil {
+		return recovery.Result{}, err
+	}
+	if err := waitAddon(ctx, sc, &p.o, api, name, PodIdentityAddon); err != nil {
 		return recovery.Result{}, err
 	}
 	out := clusterOutputs(region, cl)
@@ -210,9 +220,8 @@ func waitClusterActive(ctx context.Context, sc *recovery.StepContext, o *Options
 	return cl, err
 }
 
-// ensureNodegroup creates the managed node group if it is missing and
-// waits for it to be ACTIVE.
-func (p *Provisioner) ensureNodegroup(ctx context.Context, sc *recovery.StepContext, api EKSAPI, t *config.Target, c *config.EKSCluster) error {
+// startNodegroup creates the managed node group if it is missing.
+func (p *Provisioner) startNodegroup(ctx context.Context, sc *recovery.StepContext, api EKSAPI, t *config.Target, c *config.EKSCluster) error {
 	cluster, ng := t.DR.ClusterName, p.o.NodegroupName
 	_, err := api.DescribeNodegroup(ctx, &awseks.DescribeNodegroupInput{ClusterName: aws.String(cluster), NodegroupName: aws.String(ng)})
 	switch {
@@ -242,6 +251,12 @@ func (p *Provisioner) ensureNodegroup(ctx context.Context, sc *recovery.StepCont
 	case err != nil:
 		return fmt.Errorf("describing node group %q on %q: %w", ng, cluster, err)
 	}
+	return nil
+}
+
+// waitNodegroup waits for the node group to be ACTIVE.
+func (p *Provisioner) waitNodegroup(ctx context.Context, sc *recovery.StepContext, api EKSAPI, cluster string) error {
+	ng := p.o.NodegroupName
 	return p.o.wait(ctx, sc, "node group "+ng, func(ctx context.Context) (bool, string, time.Time, error) {
 		out, err := api.DescribeNodegroup(ctx, &awseks.DescribeNodegroupInput{ClusterName: aws.String(cluster), NodegroupName: aws.String(ng)})
 		if err != nil {
@@ -263,9 +278,8 @@ func (p *Provisioner) ensureNodegroup(ctx context.Context, sc *recovery.StepCont
 	})
 }
 
-// ensureAddon installs an EKS add-on if it is missing and waits for it to
-// be ACTIVE.
-func ensureAddon(ctx context.Context, sc *recovery.StepContext, o *Options, api EKSAPI, cluster, addon string, tags map[string]string) error {
+// startAddon installs an EKS add-on if it is missing.
+func startAddon(ctx context.Context, sc *recovery.StepContext, api EKSAPI, cluster, addon string, tags map[string]string) error {
 	_, err := api.DescribeAddon(ctx, &awseks.DescribeAddonInput{ClusterName: aws.String(cluster), AddonName: aws.String(addon)})
 	switch {
 	case isNotFound(err):
@@ -283,6 +297,11 @@ func ensureAddon(ctx context.Context, sc *recovery.StepContext, o *Options, api 
 	case err != nil:
 		return fmt.Errorf("describing add-on %q on %q: %w", addon, cluster, err)
 	}
+	return nil
+}
+
+// waitAddon waits for an EKS add-on to be ACTIVE.
+func waitAddon(ctx context.Context, sc *recovery.StepContext, o *Options, api EKSAPI, cluster, addon string) error {
 	return o.wait(ctx, sc, "add-on "+addon, func(ctx context.Context) (bool, string, time.Time, error) {
 		out, err := api.DescribeAddon(ctx, &awseks.DescribeAddonInput{ClusterName: aws.String(cluster), AddonName: aws.String(addon)})
 		if err != nil {

@@ -124,3 +124,26 @@ func TestEKSProviderWaitsForAClusterBeingDeletedInsteadOfCreatingASecond(t *test
 		t.Errorf("progress = %q", res.Progress(eks.StepClusterCreate))
 	}
 }
+
+func TestEKSProviderAsksForThePodIdentityAgentWhileTheNodeGroupIsStillCreating(t *testing.T) {
+	srv := newServer(t, awsfake.Options{NodegroupCreateDelay: 300 * time.Millisecond, AddonCreateDelay: 300 * time.Millisecond})
+	p := eks.NewProvisioner(options(srv, eksConfig()))
+
+	mustSucceed(t, steptest.Run(t, steptest.Options{}, createStep(p)))
+	// The add-on must be requested before drbot starts waiting on the node
+	// group: sequential waits put its minute on the critical path.
+	var ops []string
+	for _, c := range srv.Calls() {
+		if c.Service == "eks" && (c.Operation == "CreateNodegroup" || c.Operation == "CreateAddon" || c.Operation == "DescribeNodegroup") {
+			ops = append(ops, c.Operation)
+		}
+	}
+	create := slices.Index(ops, "CreateNodegroup")
+	addon := slices.Index(ops, "CreateAddon")
+	if create < 0 || addon < 0 {
+		t.Fatalf("eks calls = %v, want CreateNodegroup and CreateAddon", ops)
+	}
+	if waits := slices.Index(ops[create+1:], "DescribeNodegroup"); waits >= 0 && create+1+waits < addon {
+		t.Errorf("eks calls = %v: the add-on was requested only after drbot began waiting on the node group", ops)
+	}
+}
