@@ -33,8 +33,11 @@ type SlackAPI interface {
 const metadataType = "drbot_outbox"
 
 // Poster turns the engine's events into Slack messages. It is the
-// dispatcher's Notifier: events arrive in order, one at a time, and an
+// dispatcher's Notifier: events arrive one at a time, in order but for
+// urgent ones (recovery.Urgent) that overtake other steps' lines, and an
 // event is marked delivered only after every message it implies is posted.
+// Thread roots are made on demand (ensureRoots), so an event that
+// overtook others still lands in its thread.
 type Poster struct {
 	api    SlackAPI
 	store  *state.Store
@@ -49,6 +52,8 @@ type Poster struct {
 	// suspect is set when a post may have landed without drbot recording
 	// it (after a start, a 5xx or a network error): until an event is
 	// delivered cleanly, each message is looked for before it is posted.
+	// The dispatcher delivers urgent events out of order, so it also flags
+	// the events that may have been posted (recovery.MayBeDelivered).
 	suspect bool
 
 	boardMu    sync.Mutex
@@ -139,6 +144,13 @@ func (p *Poster) Notify(ctx context.Context, ev recovery.Event) (string, error) 
 	p.suspect = false
 	p.MarkBoardDirty(run.ID)
 	return ts, nil
+}
+
+// Urgent is the outbox's urgency (recovery.Urgent) with the bot's own
+// kinds: a rollback waiting for approval, a rollback that did not finish.
+// Give it to the dispatcher (Dispatcher.Urgent).
+func Urgent(ev recovery.Event) bool {
+	return recovery.Urgent(ev) || ev.Kind == EventRollbackRequested || ev.Kind == EventRollbackFailed
 }
 
 // postDrill posts a drill schedule event in the announce channel.
@@ -278,7 +290,7 @@ func (p *Poster) markRollbackDecided(ctx context.Context, run state.Run, refs ma
 // carry no metadata, so after a crash the thread is searched by file name.
 func (p *Poster) upload(ctx context.Context, ch, thread string, ev recovery.Event) error {
 	name := ev.Fields["filename"]
-	if p.suspect {
+	if p.suspect || recovery.MayBeDelivered(ctx) {
 		msgs, _, _, err := p.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: ch, Timestamp: thread, Limit: 1000})
 		if err != nil {
 			return fmt.Errorf("reading thread %s before uploading %s: %w", thread, name, err)
@@ -426,7 +438,7 @@ func (p *Poster) post(ctx context.Context, ch, thread, key string, opts ...slack
 	if thread != "" {
 		opts = append(opts, slack.MsgOptionTS(thread))
 	}
-	check := p.suspect
+	check := p.suspect || recovery.MayBeDelivered(ctx)
 	var lastErr error
 	for attempt := 0; attempt < 8; attempt++ {
 		if check {
