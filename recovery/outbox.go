@@ -37,9 +37,9 @@ type Dispatcher struct {
 
 	// floor is a sequence number below which every entry is delivered.
 	floor uint64
-	// started is set once the queue was first read; unsure holds, until
-	// they are delivered, the entries that may have been in flight when an
-	// earlier process stopped (see pick).
+	// started is set at the first pick; unsure holds, until they are
+	// delivered, the entries that may have been in flight when an earlier
+	// process stopped (see pick).
 	started bool
 	unsure  map[uint64]bool
 }
@@ -190,7 +190,7 @@ func (d *Dispatcher) pick(pending []queued) (queued, bool) {
 				return q, true
 			}
 		}
-		d.unsure = nil // delivered meanwhile (by an earlier life's retry)
+		d.unsure = nil // none is pending any more
 	}
 	return next, d.unsure[next.Seq] || next.Attempts > 0
 }
@@ -200,8 +200,12 @@ func (d *Dispatcher) pick(pending []queued) (queued, bool) {
 // delivery failed; what it must follow (its step's earlier lines, its
 // run's own lines such as run.started) goes just before it, oldest first.
 func (d *Dispatcher) next(pending []queued) queued {
+	urgent := d.Urgent
+	if urgent == nil {
+		urgent = Urgent
+	}
 	for j, u := range pending {
-		if !d.Urgent(u.ev) {
+		if !urgent(u.ev) {
 			if u.Attempts > 0 {
 				break // a failed delivery holds back everything after it
 			}
