@@ -51,18 +51,18 @@ const (
 // latency it waits on; steps absent wait on nothing but drbot and the
 // stand-ins (zero). The mapping follows what each integration waits for:
 //
-//	cluster.create         CreateCluster → ACTIVE, then the node group, then
-//	                       the eks-pod-identity-agent add-on, one after another
+//	cluster.create         CreateCluster → ACTIVE, then the node group and the
+//	                       eks-pod-identity-agent add-on, asked for together
 //	addons.lbc             Helm --wait: the controller's pods Ready
 //	addons.karpenter       the Argo CD Application Healthy: Karpenter's pods Ready
-//	addons.istio           base (CRDs, no pods), then istiod's pods, then the
-//	                       gateway's pods: two AddonPodsReady in a row
+//	addons.istio           base (CRDs, no pods), then istiod's pods
+//	addons.istio-gateway   the gateway's pods
 //	addons.vault-injector  Helm --wait: the injector's pods Ready
 //	deploy.watch           every Application Healthy: the last service pod Ready,
 //	                       AppsHealthySpread after the merge
 //	endpoints.discover     the NLB active; it was created when the gateway chart
 //	                       made its Service, one AddonPodsReady before
-//	                       addons.istio ended, so only the rest is left
+//	                       addons.istio-gateway ended, so only the rest is left
 //	endpoints.verify       Route 53 INSYNC and CloudFront Deployed, both changes
 //	                       submitted by endpoints.apply at once: the longer
 //
@@ -70,10 +70,11 @@ const (
 // that cluster.create installed.
 func stepLatencies(l world.Latencies) map[string]time.Duration {
 	return map[string]time.Duration{
-		standard.ClusterCreate:     l.EKSControlPlane + l.NodeGroup + l.EKSAddon,
+		standard.ClusterCreate:     l.EKSControlPlane + max(l.NodeGroup, l.EKSAddon),
 		standard.AddonsLBC:         l.AddonPodsReady,
 		standard.AddonsKarpenter:   l.AddonPodsReady,
-		standard.AddonsIstio:       2 * l.AddonPodsReady,
+		standard.AddonsIstio:       l.AddonPodsReady,
+		standard.AddonsIstioGW:     l.AddonPodsReady,
 		standard.AddonsVaultInject: l.AddonPodsReady,
 		standard.DeployWatch:       l.AppsHealthySpread,
 		standard.EndpointsDiscover: max(0, l.LoadBalancer-l.AddonPodsReady),
@@ -84,16 +85,18 @@ func stepLatencies(l world.Latencies) map[string]time.Duration {
 // productionPolls is the expected overshoot of drbot's production poll
 // intervals past the moment a far end is ready (half an interval per
 // wait), which the time-scaled run shrinks with the far ends: EKS every
-// 15 s (control plane, node group, add-on), the load balancer and the
+// 15 s (the control plane, then the node group; the add-on, asked for with
+// the node group, is ACTIVE by then, so its first look finds it), the load balancer and the
 // cutover changes every 10 s and their HTTP checks every 5 s, Helm's
 // readiness checks at most every 2 s, deploy.watch's evaluation every 2 s.
 func productionPolls() map[string]time.Duration {
 	half := func(d time.Duration, waits int) time.Duration { return d / 2 * time.Duration(waits) }
 	return map[string]time.Duration{
-		standard.ClusterCreate:     half(15*time.Second, 3),
+		standard.ClusterCreate:     half(15*time.Second, 2),
 		standard.AddonsLBC:         half(2*time.Second, 1),
 		standard.AddonsKarpenter:   half(2*time.Second, 1),
-		standard.AddonsIstio:       half(2*time.Second, 3),
+		standard.AddonsIstio:       half(2*time.Second, 2),
+		standard.AddonsIstioGW:     half(2*time.Second, 1),
 		standard.AddonsVaultInject: half(2*time.Second, 1),
 		standard.DeployWatch:       half(2*time.Second, 1),
 		standard.EndpointsDiscover: half(10*time.Second, 1),
@@ -146,10 +149,11 @@ func replayMTTR(book *recovery.Runbook, recs map[string]state.StepRecord, runSta
 }
 
 // handLatencies is the hand process: the same far ends, one after
-// another — nothing overlaps, the load balancer is waited for whole and
-// the DNS change before the CDN change.
+// another — nothing overlaps, the node group before the add-on, the load
+// balancer waited for whole and the DNS change before the CDN change.
 func handLatencies(l world.Latencies) map[string]time.Duration {
 	m := stepLatencies(l)
+	m[standard.ClusterCreate] = l.EKSControlPlane + l.NodeGroup + l.EKSAddon
 	m[standard.EndpointsDiscover] = l.LoadBalancer
 	m[standard.EndpointsVerify] = l.Route53InSync + l.CloudFrontDeploy
 	return m
@@ -692,8 +696,10 @@ func writeBench(r benchReport) (string, error) {
 }
 
 // The bound is the DAG's longest path: on the standard runbook with the
-// realistic table it runs cluster → LBC → Istio → merge → deploy watch →
-// cutover → verify, and the hand process is longer.
+// realistic table it runs cluster → one add-on (istiod, the LBC, the
+// injector and Karpenter take as long, side by side) → merge → deploy
+// watch → cutover → verify; the gateway and its load balancer are off it,
+// and the hand process is longer.
 func TestCriticalPathOfTheStandardRunbookFollowsTheClusterAndTheDeployWatch(t *testing.T) {
 	std, err := standard.Runbook()
 	if err != nil {
@@ -702,11 +708,14 @@ func TestCriticalPathOfTheStandardRunbookFollowsTheClusterAndTheDeployWatch(t *t
 	book := std.ForMode(state.ModeRecovery)
 	lat := world.Realistic()
 	bound, path := criticalPath(book, stepLatencies(lat))
-	want := lat.EKSControlPlane + lat.NodeGroup + lat.EKSAddon + lat.AddonPodsReady + 2*lat.AddonPodsReady + lat.AppsHealthySpread + lat.CloudFrontDeploy
+	want := lat.EKSControlPlane + max(lat.NodeGroup, lat.EKSAddon) + lat.AddonPodsReady + lat.AppsHealthySpread + lat.CloudFrontDeploy
 	if bound != want {
 		t.Errorf("bound = %s, want %s (path %v)", bound, want, path)
 	}
-	for _, id := range []string{standard.ClusterCreate, standard.AddonsIstio, standard.GitOpsMerge, standard.DeployWatch, standard.EndpointsApply, standard.EndpointsVerify, standard.Postmortem} {
+	if benchHas(path, standard.AddonsIstioGW) || benchHas(path, standard.EndpointsDiscover) {
+		t.Errorf("critical path %v runs through the gateway; only the cutover should wait for it", path)
+	}
+	for _, id := range []string{standard.ClusterCreate, standard.GitOpsMerge, standard.DeployWatch, standard.EndpointsApply, standard.EndpointsVerify, standard.Postmortem} {
 		if !benchHas(path, id) {
 			t.Errorf("critical path %v lacks %s", path, id)
 		}

@@ -310,24 +310,37 @@ func TestAddonsOnARealCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("IstioInstallsBaseIstiodGatewayInOrderAndAppliesTheIngress", func(t *testing.T) {
+	t.Run("IstioInstallsBaseThenIstiodThenTheGatewayStepAppliesTheIngress", func(t *testing.T) {
 		manifests, err := ParseManifests(ingressYAML)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := stepsFor(t, testConfig(t), src, in, func(o *Options) { o.IngressManifests = manifests })
-		res := runStep(t, StepIstio, s.Istio)
-		p := res.Progress(StepIstio)
-		var order []string
-		for _, l := range p {
-			if strings.Contains(l, "installed, revision 1") {
-				order = append(order, strings.Fields(l)[0])
+		installed := func(res steptest.Result, step string) []string {
+			var order []string
+			for _, l := range res.Progress(step) {
+				if strings.Contains(l, "installed, revision 1") {
+					order = append(order, strings.Fields(l)[0])
+				}
 			}
+			return order
 		}
-		if !slices.Equal(order, []string{"istio-base", "istiod", "istio-gateway"}) {
-			t.Fatalf("install order = %v (progress %q), want base, istiod, gateway", order, p)
+		res := runStep(t, StepIstio, s.Istio)
+		if order := installed(res, StepIstio); !slices.Equal(order, []string{"istio-base", "istiod"}) {
+			t.Fatalf("addons.istio installed %v (progress %q), want base, then istiod", order, res.Progress(StepIstio))
 		}
 		assertAvailable(ctx, t, cs, "istio-system", "istiod", 2)
+		if out := res.Steps[StepIstio].Outputs; out["istiod_revision"] != "1" || out["gateway_service"] != "" || out["ingress_objects"] != "" {
+			t.Fatalf("addons.istio outputs = %v, want istiod's revision and nothing of the gateway", out)
+		}
+		if _, err := cs.AppsV1().Deployments("istio-ingress").Get(ctx, "istio-gateway", metav1.GetOptions{}); err == nil {
+			t.Fatal("addons.istio installed the gateway; it belongs to addons.istio-gateway, after the load balancer controller")
+		}
+
+		res = runStep(t, StepIstioGateway, s.IstioGateway)
+		if order := installed(res, StepIstioGateway); !slices.Equal(order, []string{"istio-gateway"}) {
+			t.Fatalf("addons.istio-gateway installed %v (progress %q), want the gateway", order, res.Progress(StepIstioGateway))
+		}
 		assertAvailable(ctx, t, cs, "istio-ingress", "istio-gateway", 1)
 		ns, err := cs.CoreV1().Namespaces().Get(ctx, "istio-ingress", metav1.GetOptions{})
 		if err != nil || ns.Labels["istio-injection"] != "enabled" {
@@ -337,8 +350,8 @@ func TestAddonsOnARealCluster(t *testing.T) {
 		if err != nil || len(svc.Status.LoadBalancer.Ingress) == 0 {
 			t.Fatalf("gateway service %v, %v; want a load balancer address before the step returned", svc.Status, err)
 		}
-		out := res.Steps[StepIstio].Outputs
-		if out["gateway_service"] != "istio-ingress/istio-gateway" || out["istiod_revision"] != "1" || out["istio-gateway_revision"] != "1" {
+		out := res.Steps[StepIstioGateway].Outputs
+		if out["gateway_service"] != "istio-ingress/istio-gateway" || out["istio-gateway_revision"] != "1" {
 			t.Fatalf("outputs = %v", out)
 		}
 		var applied []string
@@ -363,13 +376,16 @@ func TestAddonsOnARealCluster(t *testing.T) {
 
 		// Again: no new revisions, and re-applying the same manifests changes nothing.
 		res = runStep(t, StepIstio, s.Istio)
+		again := runStep(t, StepIstioGateway, s.IstioGateway)
 		for _, rel := range []struct{ ns, name string }{{"istio-system", "istio-base"}, {"istio-system", "istiod"}, {"istio-ingress", "istio-gateway"}} {
 			if revs := revisions(ctx, t, cs, rel.ns, rel.name); !slices.Equal(revs, []int{1}) {
 				t.Errorf("%s revisions = %v, want [1]", rel.name, revs)
 			}
 		}
-		if p := res.Progress(StepIstio); containsLine(p, "installing") || containsLine(p, "upgrading") {
-			t.Errorf("second run progress = %q, want no install or upgrade", p)
+		for _, p := range [][]string{res.Progress(StepIstio), again.Progress(StepIstioGateway)} {
+			if containsLine(p, "installing") || containsLine(p, "upgrading") {
+				t.Errorf("second run progress = %q, want no install or upgrade", p)
+			}
 		}
 		obj, _ = kc.Dynamic().Resource(gw).Namespace("istio-ingress").Get(ctx, "public", metav1.GetOptions{})
 		ing, _ = cs.NetworkingV1().Ingresses("istio-ingress").Get(ctx, "public-gateway", metav1.GetOptions{})
@@ -418,8 +434,8 @@ func TestAddonsOnARealCluster(t *testing.T) {
 			StepIstio: {
 				"istio-base 1.27.1 in istio-system: unchanged at revision 1",
 				"istiod 1.27.1 in istio-system: upgrade from revision 1 (values changed: pilot.autoscaleMin)",
-				"istio-gateway 1.27.1 in istio-ingress: unchanged at revision 1",
 			},
+			StepIstioGateway:  {"istio-gateway 1.27.1 in istio-ingress: unchanged at revision 1"},
 			StepVaultInjector: {"vault 0.30.1 in vault: unchanged at revision 1"},
 		}
 		for step, w := range want {

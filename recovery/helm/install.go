@@ -1,7 +1,7 @@
 // Package helm installs drbot's add-ons on the DR cluster with the Helm v3
 // library (never the helm binary): a small install-or-upgrade that
-// converges on re-runs, and the addons.lbc, addons.istio and
-// addons.vault-injector steps built on it.
+// converges on re-runs, and the addons.lbc, addons.istio,
+// addons.istio-gateway and addons.vault-injector steps built on it.
 //
 // Releases are stored as Helm stores them (Secrets in the release
 // namespace), so `helm list -A` on the DR cluster shows what drbot did

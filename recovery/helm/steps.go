@@ -21,6 +21,7 @@ import (
 const (
 	StepLBC           = "addons.lbc"
 	StepIstio         = "addons.istio"
+	StepIstioGateway  = "addons.istio-gateway"
 	StepVaultInjector = "addons.vault-injector"
 )
 
@@ -71,8 +72,9 @@ type Options struct {
 	Installer *Installer
 }
 
-// Steps holds the actions of addons.lbc, addons.istio and
-// addons.vault-injector; the same value serves every run.
+// Steps holds the actions of addons.lbc, addons.istio,
+// addons.istio-gateway and addons.vault-injector; the same value serves
+// every run.
 type Steps struct {
 	opts Options
 	in   *Installer
@@ -101,7 +103,7 @@ func New(opts Options) (*Steps, error) {
 
 // Actions maps the step ids to their actions, for Runbook.WithActions.
 func (s *Steps) Actions() map[string]recovery.Action {
-	return map[string]recovery.Action{StepLBC: s.LBC, StepIstio: s.Istio, StepVaultInjector: s.VaultInjector}
+	return map[string]recovery.Action{StepLBC: s.LBC, StepIstio: s.Istio, StepIstioGateway: s.IstioGateway, StepVaultInjector: s.VaultInjector}
 }
 
 // Outputs reads an upstream step's output (StepContext.Output in a run).
@@ -120,11 +122,19 @@ func (s *Steps) LBC(ctx context.Context, sc *recovery.StepContext) (recovery.Res
 	return s.run(ctx, sc, StepLBC)
 }
 
-// Istio installs istio-base, then istiod, then the ingress gateway (in
-// that order, each waited on: istiod must serve its webhook before the
-// gateway's pods are injected), then applies the ingress manifests.
+// Istio installs istio-base, then istiod (waited on: the services' pods
+// need its injection webhook). It needs no load balancer controller, so
+// it runs beside addons.lbc instead of after it.
 func (s *Steps) Istio(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
 	return s.run(ctx, sc, StepIstio)
+}
+
+// IstioGateway installs the ingress gateway, whose pods istiod injects
+// and whose LoadBalancer Service the load balancer controller turns into
+// an NLB, then applies the ingress manifests. Only the cutover needs it,
+// so the deployment does not wait for it.
+func (s *Steps) IstioGateway(ctx context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+	return s.run(ctx, sc, StepIstioGateway)
 }
 
 // VaultInjector installs the Vault chart with only the agent injector,
@@ -164,7 +174,7 @@ func (s *Steps) run(ctx context.Context, sc *recovery.StepContext, stepID string
 	for k, v := range p.outputs {
 		res[k] = v
 	}
-	if stepID == StepIstio {
+	if stepID == StepIstioGateway {
 		applied, err := applyManifests(ctx, cfg, p.ingress, s.opts.IngressManifests)
 		if err != nil {
 			return recovery.Result{}, err
@@ -193,7 +203,7 @@ func (s *Steps) Plan(ctx context.Context, target string, cluster *rest.Config, u
 		up = func(string, string) (string, bool) { return "", false }
 	}
 	lines := map[string][]string{}
-	for _, stepID := range []string{StepLBC, StepIstio, StepVaultInjector} {
+	for _, stepID := range []string{StepLBC, StepIstio, StepIstioGateway, StepVaultInjector} {
 		p, err := s.plan(stepID, t, up, true)
 		if err != nil {
 			lines[stepID] = []string{"cannot run: " + err.Error()}
@@ -202,7 +212,7 @@ func (s *Steps) Plan(ctx context.Context, target string, cluster *rest.Config, u
 		for _, rel := range p.releases {
 			lines[stepID] = append(lines[stepID], s.planLine(ctx, cluster, rel))
 		}
-		if stepID == StepIstio && len(s.opts.IngressManifests) > 0 {
+		if stepID == StepIstioGateway && len(s.opts.IngressManifests) > 0 {
 			lines[stepID] = append(lines[stepID], fmt.Sprintf("apply %d ingress objects server-side in %s", len(s.opts.IngressManifests), p.ingress))
 		}
 	}
@@ -282,22 +292,30 @@ func (s *Steps) plan(stepID string, t *config.Target, up Outputs, planning bool)
 		p.outputs = map[string]string{"service_account": ns + "/" + saName}
 
 	case StepIstio:
-		for _, name := range []string{config.AddonIstioBase, config.AddonIstiod, config.AddonIstioGateway} {
+		for _, name := range []string{config.AddonIstioBase, config.AddonIstiod} {
 			a, err := s.addon(name)
 			if err != nil {
 				return p, err
 			}
-			var labels map[string]string
-			if name == config.AddonIstioGateway {
-				p.ingress = s.namespace(name, a)
-				labels = map[string]string{"istio-injection": "enabled"}
-			}
-			rel, err := s.release(name, a, nil, labels)
+			rel, err := s.release(name, a, nil, nil)
 			if err != nil {
 				return p, err
 			}
 			p.releases = append(p.releases, rel)
 		}
+
+	case StepIstioGateway:
+		name := config.AddonIstioGateway
+		a, err := s.addon(name)
+		if err != nil {
+			return p, err
+		}
+		p.ingress = s.namespace(name, a)
+		rel, err := s.release(name, a, nil, map[string]string{"istio-injection": "enabled"})
+		if err != nil {
+			return p, err
+		}
+		p.releases = []Release{rel}
 		p.outputs = map[string]string{"gateway_service": p.ingress + "/" + addons[config.AddonIstioGateway].release}
 
 	case StepVaultInjector:

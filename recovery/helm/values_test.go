@@ -173,8 +173,11 @@ func TestPlanBeforeTheClusterExistsInstallsEverythingAndFlagsAMissingChart(t *te
 	if got := lines[StepLBC]; len(got) != 1 || got[0] != "aws-load-balancer-controller 1.13.4 in kube-system: install (the DR cluster does not exist yet)" {
 		t.Errorf("lbc plan = %q", got)
 	}
-	if got := lines[StepIstio]; len(got) != 3 || !strings.Contains(got[1], "istiod 1.27.0 in istio-system: cannot install") || !strings.Contains(got[1], "config pins 1.27.0") {
+	if got := lines[StepIstio]; len(got) != 2 || !strings.Contains(got[1], "istiod 1.27.0 in istio-system: cannot install") || !strings.Contains(got[1], "config pins 1.27.0") {
 		t.Errorf("istio plan = %q, want istiod flagged for its version", got)
+	}
+	if got := lines[StepIstioGateway]; len(got) != 1 || got[0] != "istio-gateway 1.27.1 in istio-ingress: install (the DR cluster does not exist yet)" {
+		t.Errorf("istio gateway plan = %q", got)
 	}
 	if got := lines[StepVaultInjector]; len(got) != 1 || !strings.Contains(got[0], "cannot run: addons.vault-injector is not configured") {
 		t.Errorf("vault plan = %q", got)

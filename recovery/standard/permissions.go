@@ -255,13 +255,25 @@ var declarations = map[string]permissions.Step{
 	AddonsIstio: {
 		Need: permissions.Need{
 			Kube:    helmRules(),
-			Outside: []string{"the charts' own objects and the ingress manifests, created with drbot's cluster-admin access entry on the DR cluster"},
+			Outside: []string{"the charts' own objects, created with drbot's cluster-admin access entry on the DR cluster"},
 		},
 		Doc: permissions.Doc{
-			Does: "Installs Istio base, istiod and the ingress gateway with Helm, in that order, then applies the configured ingress manifests " +
-				"(Gateway, VirtualServices, the LoadBalancer Service) that make the public endpoints.",
-			Idempotent: "Each release is skipped when deployed with the same version and values; the manifests are server-side applied.",
-			Rollback:   "`helm uninstall istio-gateway -n istio-ingress`, then `helm uninstall istiod -n istio-system` and `helm uninstall istio-base -n istio-system` against the DR cluster (the Load Balancer Controller removes the load balancer with the gateway's Service).",
+			Does: "Installs Istio base, then istiod, with Helm, and waits for istiod: the services' pods need its sidecar injection. " +
+				"It runs beside addons.lbc, not after it.",
+			Idempotent: "Each release is skipped when deployed with the same version and values.",
+			Rollback:   "`helm uninstall istiod -n istio-system`, then `helm uninstall istio-base -n istio-system` against the DR cluster (after addons.istio-gateway's rollback).",
+		},
+	},
+	AddonsIstioGW: {
+		Need: permissions.Need{
+			Kube:    helmRules(),
+			Outside: []string{"the chart's own objects and the ingress manifests, created with drbot's cluster-admin access entry on the DR cluster"},
+		},
+		Doc: permissions.Doc{
+			Does: "Installs the Istio ingress gateway with Helm (its namespace labelled for injection; the Load Balancer Controller makes its NLB), then applies the configured ingress manifests " +
+				"(Gateway, VirtualServices, the LoadBalancer Service) that make the public endpoints. Only the cutover waits for it.",
+			Idempotent: "The release is skipped when deployed with the same version and values; the manifests are server-side applied.",
+			Rollback:   "`helm uninstall istio-gateway -n istio-ingress` against the DR cluster (the Load Balancer Controller removes the load balancer with the gateway's Service).",
 		},
 	},
 	AddonsVaultInject: {

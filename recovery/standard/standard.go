@@ -21,6 +21,7 @@ const (
 	ArgoCDRegister    = "argocd.register"
 	AddonsKarpenter   = "addons.karpenter"
 	AddonsIstio       = "addons.istio"
+	AddonsIstioGW     = "addons.istio-gateway"
 	AddonsVaultInject = "addons.vault-injector"
 	VaultAuth         = "vault.auth"
 	Namespaces        = "namespaces"
@@ -61,8 +62,14 @@ func Steps() []recovery.Step {
 			DependsOn: []string{ClusterAccess}, Estimate: 30 * time.Second, Action: notBuilt(ArgoCDRegister, "Argo CD registration", issueProvision)},
 		{ID: AddonsKarpenter, Title: "Karpenter, NodePool and EC2NodeClass", Phase: recovery.PhaseBootstrap,
 			DependsOn: []string{ArgoCDRegister, IAMRoles}, Estimate: 3 * time.Minute, Action: notBuilt(AddonsKarpenter, "Karpenter", issueProvision)},
-		{ID: AddonsIstio, Title: "Istio base, istiod, gateway and ingress", Phase: recovery.PhaseBootstrap,
-			DependsOn: []string{AddonsLBC}, Estimate: 4 * time.Minute, Action: notBuilt(AddonsIstio, "Istio", issueProvision)},
+		// Istio is two steps: the services need istiod (their sidecars), only
+		// the cutover needs the gateway, and only the gateway's load balancer
+		// needs the controller. One step after addons.lbc kept the whole
+		// deployment waiting on both charts in a row.
+		{ID: AddonsIstio, Title: "Istio base and istiod", Phase: recovery.PhaseBootstrap,
+			DependsOn: []string{ClusterAccess}, Estimate: 2 * time.Minute, Action: notBuilt(AddonsIstio, "Istio", issueProvision)},
+		{ID: AddonsIstioGW, Title: "Istio ingress gateway and the ingress objects", Phase: recovery.PhaseBootstrap,
+			DependsOn: []string{AddonsLBC, AddonsIstio}, Estimate: 2 * time.Minute, Action: notBuilt(AddonsIstioGW, "Istio", issueProvision)},
 		{ID: AddonsVaultInject, Title: "Vault agent injector", Phase: recovery.PhaseBootstrap,
 			DependsOn: []string{ClusterAccess}, Estimate: 2 * time.Minute, Action: notBuilt(AddonsVaultInject, "Vault injector", issueProvision)},
 		{ID: VaultAuth, Title: "Vault Kubernetes auth mount and roles", Phase: recovery.PhaseBootstrap,
@@ -76,14 +83,16 @@ func Steps() []recovery.Step {
 		{ID: GitOpsMR, Title: "Open the GitLab merge request", Phase: recovery.PhaseDeploy,
 			DependsOn: []string{TemplatesGenerate}, Estimate: time.Minute, Action: notBuilt(GitOpsMR, "the GitLab merge request", issueDeploy)},
 		{ID: GitOpsMerge, Title: "Merge the merge request", Phase: recovery.PhaseDeploy, Gate: recovery.GateMerge,
-			DependsOn: []string{GitOpsMR, ArgoCDRegister, Namespaces, VaultAuth, AddonsVaultInject, AddonsKarpenter, AddonsIstio},
+			// The load balancer controller: its webhooks must answer before
+			// the services create their Services and pods.
+			DependsOn: []string{GitOpsMR, ArgoCDRegister, Namespaces, VaultAuth, AddonsVaultInject, AddonsKarpenter, AddonsIstio, AddonsLBC},
 			Estimate:  5 * time.Minute, Action: notBuilt(GitOpsMerge, "the merge", issueDeploy)},
 		{ID: DeployWatch, Title: "Watch every Application until Synced and Healthy", Phase: recovery.PhaseDeploy,
 			DependsOn: []string{GitOpsMerge}, Estimate: 12 * time.Minute, Action: notBuilt(DeployWatch, "the deployment watch", issueDeploy)},
 
 		// 4. Cutover
 		{ID: EndpointsDiscover, Title: "Discover the new load balancers", Phase: recovery.PhaseCutover,
-			DependsOn: []string{AddonsIstio}, Estimate: 2 * time.Minute, Action: notBuilt(EndpointsDiscover, "endpoint discovery", issueCutover)},
+			DependsOn: []string{AddonsIstioGW}, Estimate: 2 * time.Minute, Action: notBuilt(EndpointsDiscover, "endpoint discovery", issueCutover)},
 		{ID: EndpointsPlan, Title: "Plan the Route 53, CloudFront and API Gateway changes", Phase: recovery.PhaseCutover,
 			DependsOn: []string{EndpointsDiscover}, Estimate: time.Minute, Action: notBuilt(EndpointsPlan, "the cutover plan", issueCutover)},
 		{ID: EndpointsApply, Title: "Apply the cutover", Phase: recovery.PhaseCutover, Gate: recovery.GateCutover,

@@ -13,7 +13,7 @@ import (
 // designSteps are the step ids of DESIGN §1, in order.
 var designSteps = []string{
 	"cluster.create", "cluster.access",
-	"iam.roles", "addons.lbc", "argocd.register", "addons.karpenter", "addons.istio", "addons.vault-injector", "vault.auth", "namespaces",
+	"iam.roles", "addons.lbc", "argocd.register", "addons.karpenter", "addons.istio", "addons.istio-gateway", "addons.vault-injector", "vault.auth", "namespaces",
 	"templates.generate", "gitops.mr", "gitops.merge", "deploy.watch",
 	"endpoints.discover", "endpoints.plan", "endpoints.apply", "endpoints.verify",
 	"postmortem", "teardown",
