@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -497,6 +498,8 @@ func checkEveryMessageOnce(t *testing.T, fake *slackfake.Server, store *state.St
 	}
 	var wantLog []string
 	wantPhase := map[string][]string{}
+	stepOf := map[string]string{} // message key → its step ("" for the run's own)
+	urgent := map[string]bool{}
 	for _, e := range outbox {
 		if e.RunID != runID {
 			continue
@@ -509,13 +512,14 @@ func checkEveryMessageOnce(t *testing.T, fake *slackfake.Server, store *state.St
 		if err := json.Unmarshal(e.Payload, &ev); err != nil {
 			t.Fatal(err)
 		}
+		for _, k := range []string{e.Key + "#log", e.Key + "#phase"} {
+			stepOf[k], urgent[k] = ev.StepID, bot.Urgent(ev)
+		}
 		if (strings.HasPrefix(string(ev.Kind), "step.") && ev.Kind != recovery.EventAttachment) || ev.Kind == recovery.EventGateWaiting {
 			wantPhase[string(ev.Phase)] = append(wantPhase[string(ev.Phase)], e.Key+"#phase")
 		}
 	}
-	if got := threads[refs["log"]]; strings.Join(got, "\n") != strings.Join(wantLog, "\n") {
-		t.Errorf("post-mortem log thread:\n got %d lines %v\nwant %d lines %v", len(got), got, len(wantLog), wantLog)
-	}
+	checkThreadOrder(t, "post-mortem log", threads[refs["log"]], wantLog, stepOf, urgent)
 	for phase, want := range wantPhase {
 		var got []string
 		for _, k := range threads[refs["phase/"+phase]] {
@@ -523,8 +527,29 @@ func checkEveryMessageOnce(t *testing.T, fake *slackfake.Server, store *state.St
 				got = append(got, k)
 			}
 		}
-		if strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("%s thread:\n got %v\nwant %v", phase, got, want)
+		checkThreadOrder(t, phase, got, want, stepOf, urgent)
+	}
+}
+
+// checkThreadOrder checks that a thread holds the wanted messages (listed
+// in outbox order) in the order the outbox promises: a gate or a failure
+// may overtake other steps' lines, but each step's lines, the run's own
+// lines and the urgent messages keep their order.
+func checkThreadOrder(t *testing.T, thread string, got, want []string, stepOf map[string]string, urgent map[string]bool) {
+	t.Helper()
+	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
+		t.Errorf("%s thread:\n got %d lines %v\nwant %d lines %v", thread, len(got), got, len(want), want)
+		return
+	}
+	pos := map[string]int{}
+	for i, k := range got {
+		pos[k] = i
+	}
+	for i, a := range want {
+		for _, b := range want[i+1:] {
+			if (stepOf[a] == stepOf[b] || urgent[a] && urgent[b]) && pos[a] > pos[b] {
+				t.Errorf("%s thread: %s was posted after %s, which happened later", thread, a, b)
+			}
 		}
 	}
 }

@@ -128,6 +128,7 @@ func serve(parent context.Context, cfg *config.Config, book *recovery.Runbook, l
 	posterOpts.Budget, posterOpts.Logger, posterOpts.AnnounceChannel = cfg.MTTR.Budget.Std(), log, cfg.Slack.AnnounceChannel
 	poster := bot.NewPoster(api, store, book, posterOpts)
 	disp := recovery.NewDispatcher(store, m.Notifier(poster), log)
+	disp.Urgent = bot.Urgent // rollback requests and failures overtake step lines too
 	// Every committed change wakes the dispatcher and, when configured,
 	// schedules a copy of the state in S3.
 	uploader, err := stateBackup(ctx, cfg, store, log)
