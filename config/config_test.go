@@ -451,7 +451,7 @@ func TestDefaultsAreAppliedToAbsentKeys(t *testing.T) {
 		{"drills[0].announce", c.Drills[0].Announce, []Duration{Duration(168 * time.Hour), Duration(24 * time.Hour), Duration(time.Hour)}},
 		{"drills[0].teardown", c.Drills[0].Teardown, true},
 		{"mttr.budget", c.MTTR.Budget.Std(), 60 * time.Minute},
-		{"runbook.concurrency", c.Runbook.Concurrency, 4},
+		{"runbook.concurrency", c.Runbook.Concurrency, 8},
 		{"runbook.retry.max_attempts", c.Runbook.Retry.MaxAttempts, 5},
 		{"runbook.retry.initial_backoff", c.Runbook.Retry.InitialBackoff.Std(), 2 * time.Second},
 		{"runbook.retry.max_backoff", c.Runbook.Retry.MaxBackoff.Std(), time.Minute},

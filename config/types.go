@@ -345,7 +345,7 @@ type MTTR struct {
 
 // Runbook tunes the engine.
 type Runbook struct {
-	Concurrency int                 `yaml:"concurrency" drbot:"default=4"`
+	Concurrency int                 `yaml:"concurrency" drbot:"default=8"`
 	Retry       Retry               `yaml:"retry"`
 	Estimates   map[string]Duration `yaml:"estimates"`                        // step id → expected duration (ids checked by the engine)
 	Gates       map[string]Duration `yaml:"gates" drbot:"keys=merge|cutover"` // gate → approval timeout

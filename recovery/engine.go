@@ -51,9 +51,16 @@ const (
 // decision; the denial is audited.
 type Authorizer func(run state.Run, step Step, kind DecisionKind, user string) error
 
+// DefaultConcurrency is how many steps of a run may run at once unless
+// configured (runbook.concurrency has the same default). It is above the
+// standard runbook's widest set of steps that become ready together (six,
+// right after cluster.access): a ready step waiting for a slot behind
+// four Helm installs would put their minutes on the critical path.
+const DefaultConcurrency = 8
+
 // Options configure an Engine.
 type Options struct {
-	Concurrency int // steps running at once per run (default 4)
+	Concurrency int // steps running at once per run (default DefaultConcurrency)
 	Retry       RetryPolicy
 	Logger      *slog.Logger
 	Authorize   Authorizer // nil allows everything
@@ -87,7 +94,7 @@ type Engine struct {
 // New makes an engine whose runs live as long as ctx.
 func New(ctx context.Context, store *state.Store, book *Runbook, opts Options) *Engine {
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 4
+		opts.Concurrency = DefaultConcurrency
 	}
 	if opts.Retry.MaxAttempts <= 0 {
 		opts.Retry = DefaultRetry

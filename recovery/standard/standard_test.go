@@ -2,10 +2,12 @@ package standard
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/state"
 )
@@ -93,6 +95,40 @@ func TestCriticalPathIsShorterThanTheSequentialSum(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s does not depend on %s", sched.CriticalPath[i], sched.CriticalPath[i-1])
+		}
+	}
+}
+
+// Steps at the same depth of the DAG can all be ready at once; if the
+// default concurrency were below the widest depth, one of them would wait
+// for a slot behind minutes-long Helm installs, on the critical path.
+func TestDefaultConcurrencyRunsEveryStepThatCanBeReadyTogether(t *testing.T) {
+	rb, err := Runbook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	depth := map[string]int{}
+	width := map[int][]string{}
+	for _, s := range rb.Steps() { // dependencies come first in the table
+		d := 0
+		for _, dep := range s.DependsOn {
+			d = max(d, depth[dep]+1)
+		}
+		depth[s.ID] = d
+		width[d] = append(width[d], s.ID)
+	}
+	widest := 0
+	for d, ids := range width {
+		if len(ids) > len(width[widest]) {
+			widest = d
+		}
+	}
+	if n := len(width[widest]); n > recovery.DefaultConcurrency {
+		t.Errorf("%d steps can be ready together (%v), above the default concurrency %d", n, width[widest], recovery.DefaultConcurrency)
+	}
+	for _, k := range config.Keys() {
+		if k.Path == "runbook.concurrency" && k.Default != strconv.Itoa(recovery.DefaultConcurrency) {
+			t.Errorf("runbook.concurrency defaults to %s in the config but the engine's default is %d", k.Default, recovery.DefaultConcurrency)
 		}
 	}
 }
