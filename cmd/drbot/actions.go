@@ -174,7 +174,9 @@ func wireActions(cfg *config.Config, book *recovery.Runbook, log *slog.Logger, s
 		standard.Teardown: lazyAction("the drill teardown", func(ctx context.Context) (recovery.Action, error) {
 			// Every client is optional here: a missing one leaves its part
 			// listed as a leftover instead of stopping the rest.
-			opts := teardown.Options{DR: access, AWS: aws.get, Provisioner: provisioner}
+			// Cutover: the part that puts the drill's cutover back runs in the
+			// teardown step's ctx, so its calls carry teardown's User-Agent.
+			opts := teardown.Options{DR: access, AWS: aws.get, Provisioner: provisioner, Cutover: cut}
 			if mgmt, err := managementConfig(cfg); err == nil {
 				opts.Management = mgmt
 			} else {

@@ -409,7 +409,8 @@ var declarations = map[string]permissions.Step{
 	},
 	Teardown: {
 		Need: permissions.Need{
-			AWS: []permissions.AWS{
+			// The cutover part is a /dr rollback of the drill's cutover: the same calls.
+			AWS: concat(cutoverReads, cutoverWrites, []permissions.AWS{
 				aws("delete the drill's cluster, node groups, add-ons, associations and access entries", eksClusterFamily,
 					"eks:DescribeCluster", "eks:DeleteCluster", "eks:ListNodegroups", "eks:DescribeNodegroup", "eks:DeleteNodegroup", "eks:UpdateNodegroupConfig",
 					"eks:DescribeUpdate", "eks:ListAddons", "eks:DeleteAddon", "eks:ListPodIdentityAssociations", "eks:DescribePodIdentityAssociation",
@@ -420,7 +421,7 @@ var declarations = map[string]permissions.Step{
 				aws("delete the instance profiles Karpenter made for the drill's nodes (checked by tag first)", []string{instanceProfiles},
 					"iam:ListInstanceProfileTags", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"),
 				aws("delete the per-cluster Karpenter policy", addonPolicies, "iam:GetPolicy", "iam:DeletePolicy"),
-			},
+			}),
 			Kube: []permissions.KubeRule{
 				kube(permissions.Management, argoNS, argoGroup, []string{"applications"}, "list", "delete"),
 				kube(permissions.Management, argoNS, "", []string{"secrets"}, "get", "delete"),
@@ -441,11 +442,12 @@ var declarations = map[string]permissions.Step{
 			Outside: []string{"provider terraform: `terraform destroy` of the user's module"},
 		},
 		Doc: permissions.Doc{
-			Does: "Drills only: drains the DR cluster's load balancers (Services, Ingresses) and Karpenter nodes, deletes the drill's Argo CD Applications and cluster Secret, " +
+			Does: "Drills only: first puts the drill's cutover back (the journaled old values of every Route 53 record, CloudFront origin and API Gateway integration, verified, as `/dr rollback` does), " +
+				"then drains the DR cluster's load balancers (Services, Ingresses) and Karpenter nodes, deletes the drill's Argo CD Applications and cluster Secret, " +
 				"the Vault auth mount, the DR templates from Git (a commit), the cluster (or scales the pilot light back, or terraform destroy) and the IAM roles. " +
-				"What it cannot remove is listed as a leftover with the command to remove it.",
-			Idempotent: "Everything already gone counts as removed; only objects tagged or labelled with the drill's cluster are touched.",
-			Rollback:   "Not applicable: re-run a drill to rebuild.",
+				"What it cannot remove is listed as a leftover with the command to remove it; if the cutover cannot be put back, nothing else is removed, so the drill's endpoints keep working load balancers.",
+			Idempotent: "Everything already gone counts as removed, and a cutover row that already has its old value is skipped; only objects tagged or labelled with the drill's cluster are touched.",
+			Rollback:   "Not applicable: re-run a drill to rebuild. If the cutover part failed, `/dr rollback <run>` (or the old values in endpoints.plan's rollback record, by hand), then Retry.",
 		},
 	},
 }

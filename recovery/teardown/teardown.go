@@ -6,34 +6,47 @@
 //
 // The parts, in order, and why in that order:
 //
-//  1. gitlab — the drill's merge request closed (if still open) and its
+//  1. cutover — the drill's Route 53 records, CloudFront origins and API
+//     Gateway integrations put back to their values before endpoints.apply
+//     (the rollback record endpoints.plan journaled), verified like
+//     /dr rollback. First, because traffic must go back before the load
+//     balancers it would hit are deleted. Nothing to do when
+//     endpoints.apply never started.
+//  2. gitlab — the drill's merge request closed (if still open) and its
 //     branch deleted; if it was merged, one revert commit on the target
 //     branch deletes the files the drill added under gitlab.dr_path (and
-//     restores any it changed). First, so an app of apps syncing dr_path
-//     does not re-create the Applications the next part deletes.
-//  2. karpenter — the DR cluster's NodePools and EC2NodeClasses, while
+//     restores any it changed). Before the Argo CD part, so an app of apps
+//     syncing dr_path does not re-create the Applications it deletes.
+//  3. karpenter — the DR cluster's NodePools and EC2NodeClasses, while
 //     Karpenter (itself an Argo CD Application) still runs to terminate the
 //     instances it launched and delete their instance profiles.
-//  3. argocd — every Application in Argo CD's namespace whose destination
+//  4. argocd — every Application in Argo CD's namespace whose destination
 //     is the DR cluster, waited on until gone (Argo CD's resources
 //     finalizer deletes their resources in the DR cluster), then the
 //     cluster Secret argocd.register wrote.
-//  4. load-balancers — the DR cluster's remaining LoadBalancer Services and
+//  5. load-balancers — the DR cluster's remaining LoadBalancer Services and
 //     Ingresses (the Istio gateway's), while the AWS Load Balancer
 //     Controller still has its role to delete the load balancers.
-//  5. vault — the DR cluster's Kubernetes auth mount.
-//  6. iam — the roles iam.roles made for the cluster (policies detached,
+//  6. vault — the DR cluster's Kubernetes auth mount.
+//  7. iam — the roles iam.roles made for the cluster (policies detached,
 //     inline policies deleted, removed from instance profiles, deleted) and
 //     the per-cluster Karpenter controller policy; the account-shared Load
 //     Balancer Controller policy stays.
-//  7. cluster — terraform destroy, or the EKS node groups, add-ons and
+//  8. cluster — terraform destroy, or the EKS node groups, add-ons and
 //     cluster deleted and waited on, or a pilot light's node group scaled
 //     back to its size before the drill.
 //
 // The karpenter and load-balancers parts run only for clusters teardown
 // deletes (providers eks and terraform): a pilot light keeps its own.
 //
-// A part that fails does not stop the others. When any failed, the step
+// A part that fails does not stop the others, except the cutover: while
+// the drill's endpoints still point at the DR cluster, every later part
+// takes away something they serve through (the revert makes the app of
+// apps prune the Applications; then the nodes, the workloads and the
+// gateway's Service, the load balancers, the pods' Vault logins, the
+// controllers' roles, the cluster), turning a failed rollback into an
+// outage of those endpoints. So a failed cutover part holds every later
+// part back until a Retry restores it. When any part failed, the step
 // posts every leftover with what to do by hand and fails with the same
 // list; it is never silent.
 package teardown
@@ -83,6 +96,7 @@ const (
 
 // Part names, in the order they run. Each is journaled as removed.<name>.
 const (
+	PartCutover       = "cutover"
 	PartGitLab        = "gitlab"
 	PartKarpenter     = "karpenter"
 	PartArgoCD        = "argocd"
@@ -93,7 +107,7 @@ const (
 )
 
 // Parts lists the part names in running order.
-var Parts = []string{PartGitLab, PartKarpenter, PartArgoCD, PartLoadBalancers, PartVault, PartIAM, PartCluster}
+var Parts = []string{PartCutover, PartGitLab, PartKarpenter, PartArgoCD, PartLoadBalancers, PartVault, PartIAM, PartCluster}
 
 // OutputKey is the journal output a finished part leaves.
 func OutputKey(part string) string { return "removed." + part }
@@ -119,6 +133,9 @@ type Options struct {
 	AWS func(ctx context.Context, region string) (aws.Config, error)
 	// Provisioner runs terraform destroy for provider terraform.
 	Provisioner Destroyer
+	// Cutover restores the drill's cutover (the *cutover.Cutover the
+	// endpoints steps use).
+	Cutover CutoverRollback
 
 	// IAM and EKS build the AWS clients (default the SDK constructors).
 	IAM func(aws.Config) IAMAPI
@@ -193,17 +210,20 @@ func (l Leftover) String() string {
 type part struct {
 	name string
 	run  func(x *attempt, ctx context.Context) (summary string, err error)
+	// holdsBack: when this part fails, the parts after it do not run.
+	holdsBack bool
 }
 
 func (t *Teardown) parts() []part {
 	return []part{
-		{PartGitLab, (*attempt).removeGitLab},
-		{PartKarpenter, (*attempt).removeKarpenter},
-		{PartArgoCD, (*attempt).removeArgoCD},
-		{PartLoadBalancers, (*attempt).removeLoadBalancers},
-		{PartVault, (*attempt).removeVault},
-		{PartIAM, (*attempt).removeIAM},
-		{PartCluster, (*attempt).removeCluster},
+		{PartCutover, (*attempt).removeCutover, true},
+		{PartGitLab, (*attempt).removeGitLab, false},
+		{PartKarpenter, (*attempt).removeKarpenter, false},
+		{PartArgoCD, (*attempt).removeArgoCD, false},
+		{PartLoadBalancers, (*attempt).removeLoadBalancers, false},
+		{PartVault, (*attempt).removeVault, false},
+		{PartIAM, (*attempt).removeIAM, false},
+		{PartCluster, (*attempt).removeCluster, false},
 	}
 }
 
@@ -257,13 +277,18 @@ func (t *Teardown) Action(ctx context.Context, sc *recovery.StepContext) (recove
 		x.cluster = v
 	}
 
-	var done, failed []string
+	var done, failed, heldBack []string
+	holder := ""
 	summaries := map[string]string{}
 	for _, p := range t.parts() {
 		key := OutputKey(p.name)
 		if v, ok := sc.Output(sc.StepID(), key); ok && v != "" {
 			summaries[p.name] = v
 			done = append(done, p.name)
+			continue
+		}
+		if holder != "" {
+			heldBack = append(heldBack, p.name)
 			continue
 		}
 		before := len(x.leftovers)
@@ -278,6 +303,9 @@ func (t *Teardown) Action(ctx context.Context, sc *recovery.StepContext) (recove
 		if len(x.leftovers) > before {
 			failed = append(failed, p.name)
 			sc.Logger.Warn("teardown part left things behind", "part", p.name, "leftovers", len(x.leftovers)-before)
+			if p.holdsBack {
+				holder = p.name
+			}
 			continue
 		}
 		if summary == "" {
@@ -304,10 +332,19 @@ func (t *Teardown) Action(ctx context.Context, sc *recovery.StepContext) (recove
 		return recovery.Result{}, err
 	}
 	list := formatLeftovers(x.leftovers)
+	if len(heldBack) > 0 {
+		// Only the cutover holds parts back (see the package comment).
+		list += fmt.Sprintf("\nnot run until the %s part succeeds: %s — the drill's endpoints still point at what they would delete",
+			holder, strings.Join(heldBack, ", "))
+	}
 	sc.Progress("teardown left %d thing(s) behind (parts %s failed; %s done):\n%s",
 		len(x.leftovers), strings.Join(failed, ", "), doneList(done), list)
-	err := fmt.Errorf("teardown left %d thing(s) behind; remove them by hand and press Skip, or fix the cause and press Retry (finished parts are not redone):\n%s",
-		len(x.leftovers), list)
+	advice := "remove them by hand and press Skip, or fix the cause and press Retry (finished parts are not redone)"
+	if len(heldBack) > 0 {
+		// Skip would leave the held-back parts' resources for good.
+		advice = "fix the cause and press Retry, which also runs the parts held back (finished parts are not redone)"
+	}
+	err := fmt.Errorf("teardown left %d thing(s) behind; %s:\n%s", len(x.leftovers), advice, list)
 	for _, l := range x.leftovers {
 		if !l.Retryable {
 			return recovery.Result{}, recovery.Permanent(err)

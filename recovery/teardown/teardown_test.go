@@ -61,6 +61,13 @@ func TestTeardown(t *testing.T) {
 	t.Run("PilotLightWithoutAJournaledSizeIsListedToCheck", func(t *testing.T) { testPilotLightUnknownSize(t, kc) })
 	t.Run("TerraformProviderDestroysTheWorkspace", func(t *testing.T) { testTerraform(t, kc) })
 	t.Run("TheRevertLeavesAFileChangedSinceTheMergeAndSaysSo", func(t *testing.T) { testRevertAfterLaterChange(t, kc) })
+	t.Run("ADrillThatCutOverHasEveryRowBackBeforeAnythingIsDeleted", func(t *testing.T) { testCutoverRestoredFirst(t, kc) })
+	t.Run("ADrillWhoseApplyNeverRanMakesNoCutoverCalls", func(t *testing.T) { testNoCutoverNoCalls(t, kc) })
+	t.Run("AnApplyThatFailedHalfWayHasItsMovedRowRestored", func(t *testing.T) { testApplyFailedHalfWay(t, kc) })
+	t.Run("AFailedRollbackHoldsBackEveryOtherPartAndRetryFinishesTheJob", func(t *testing.T) { testRollbackFailureHoldsBack(t, kc) })
+	t.Run("AJournaledCutoverPartIsNotRedoneOnRetry", func(t *testing.T) { testCutoverJournaledIsSkipped(t, kc) })
+	t.Run("ACrashAfterTheRollbackRollsBackAgainChangingNothing", func(t *testing.T) { testCrashAfterRollback(t, kc) })
+	t.Run("AnUnwiredRollbackIsALeftoverAndHoldsTheRestBack", func(t *testing.T) { testRollbackNotWired(t, kc) })
 
 	if got := kc.Clientset(); got != nil {
 		if _, err := got.CoreV1().Secrets("argocd").Get(ctx, "cluster-prod", metav1.GetOptions{}); err != nil {

@@ -79,6 +79,7 @@ type world struct {
 	profiles   *profileStore
 	kubeWrites atomic.Int64 // requests that change something in the kube cluster, made by teardown
 	destroyer  teardown.Destroyer
+	cut        *countingRollback // the cutover teardown restores; nil: not wired
 	opts       func(*teardown.Options)
 }
 
@@ -178,6 +179,9 @@ func (w *world) teardown() *teardown.Teardown {
 		PollInterval:  10 * time.Millisecond,
 		ProgressEvery: 50 * time.Millisecond,
 		WaitTimeout:   20 * time.Second,
+	}
+	if w.cut != nil {
+		o.Cutover = w.cut
 	}
 	if w.opts != nil {
 		w.opts(&o)
