@@ -32,6 +32,7 @@ import (
 	"github.com/drbot/drbot/state"
 	"github.com/drbot/drbot/test/argofake"
 	"github.com/drbot/drbot/test/awsfake"
+	"github.com/drbot/drbot/test/awsfake/edge"
 	"github.com/drbot/drbot/test/world"
 )
 
@@ -41,7 +42,7 @@ import (
 // EKS token webhook, a real DR API server, Argo CD in a real management
 // cluster syncing from GitLab, Vault, the load balancer controller), the
 // post-mortem is uploaded into the run's log thread, and the teardown
-// leaves nothing behind that the drill made.
+// puts the drill's endpoints back and leaves nothing behind that the drill made.
 
 const (
 	dxTarget = "drill-eu"        // the example's drill twin, which world aims at itself
@@ -92,6 +93,8 @@ func TestScheduledDrillRunsEveryPhaseThroughTheStandInsAndLeavesNothingBehind(t 
 		t.Fatal("the drill started at its announcement")
 	}
 
+	before := w.endpoints(t)
+
 	// The start: the scheduler opens the drill's channel and runs it.
 	clk.Set(time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC))
 	e.waitFor("the drill run", func() bool { return e.run().Slack.ChannelID != "" })
@@ -100,9 +103,11 @@ func TestScheduledDrillRunsEveryPhaseThroughTheStandInsAndLeavesNothingBehind(t 
 		t.Fatalf("drill run = %+v in #%s", run, c.Name)
 	}
 
-	// While it runs, remember every load balancer the DR cluster got, so the
-	// cutover can be checked against them after the teardown removed them.
+	// While it runs, remember every load balancer the DR cluster got and
+	// where the drill's record pointed, so the cutover can be checked
+	// against them after the teardown removed them and put the record back.
 	lbs := w.watchLoadBalancers(t)
+	aliases := w.watchRecord(t)
 	deadline := time.Now().Add(20 * time.Minute)
 	for {
 		r := e.run()
@@ -144,7 +149,8 @@ func TestScheduledDrillRunsEveryPhaseThroughTheStandInsAndLeavesNothingBehind(t 
 		return false
 	})
 
-	w.checkCutover(t, lbs())
+	w.checkCutover(t, e.step(run.ID, standard.EndpointsApply), lbs(), aliases())
+	w.checkCutoverRestored(t, before, e.step(run.ID, standard.Teardown))
 	w.checkNothingLeft(t)
 }
 
@@ -197,44 +203,107 @@ func (w *dxWorld) failedSteps(t *testing.T, e *e2e, runID string) {
 	}
 }
 
-// checkCutover: the drill's record, CDN origin and API integration point at the Istio
-// gateway's load balancer the DR cluster got; production's records and
-// the drill zone's other record are as they were.
-func (w *dxWorld) checkCutover(t *testing.T, lbs map[string]awsfake.LoadBalancer) {
+// watchRecord polls where api.dr.example.com points until the test ends
+// and returns every alias target it saw.
+func (w *dxWorld) watchRecord(t *testing.T) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []string
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if rec, ok := w.AWS.Edge().Record(w.Zone, "api.dr.example.com", "A", ""); ok && rec.AliasTarget != nil {
+				dns := strings.TrimSuffix(rec.AliasTarget.DNSName, ".")
+				mu.Lock()
+				if !slices.Contains(seen, dns) {
+					seen = append(seen, dns)
+				}
+				mu.Unlock()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// dxEndpoints is every value the drill's cutover moves, and the zones it
+// must not touch, as the stand-in holds them.
+type dxEndpoints struct {
+	Record     edge.RecordSet
+	Docs       edge.RecordSet
+	Origins    map[string]string
+	REST       string
+	Served     string // what the REST stage prod serves
+	ProdRecord []edge.RecordSet
+}
+
+func (w *dxWorld) endpoints(t *testing.T) dxEndpoints {
 	t.Helper()
 	ed := w.AWS.Edge()
-	rec, ok := ed.Record(w.Zone, "api.dr.example.com", "A", "")
-	if !ok || rec.AliasTarget == nil {
-		t.Fatalf("api.dr.example.com A = %+v (found %v), want an alias", rec, ok)
-	}
-	lb, ok := lbs[strings.TrimSuffix(rec.AliasTarget.DNSName, ".")]
-	if !ok || lb.Tags["elbv2.k8s.aws/cluster"] != w.Cluster || lb.Tags["service.k8s.aws/stack"] != world.Gateway {
-		t.Errorf("api.dr.example.com points at %s, not the gateway load balancer of %s (seen %d load balancers)", rec.AliasTarget.DNSName, w.Cluster, len(lbs))
-	}
-	if r, _ := ed.Record(w.Zone, "docs.dr.example.com", "CNAME", ""); !slices.Equal(r.Values, []string{world.OldLB}) {
-		t.Errorf("docs.dr.example.com changed: %+v", r)
-	}
+	var p dxEndpoints
+	p.Record, _ = ed.Record(w.Zone, "api.dr.example.com", "A", "")
+	p.Docs, _ = ed.Record(w.Zone, "docs.dr.example.com", "CNAME", "")
 	d, ok := ed.Distribution(w.Distribution)
 	if !ok {
 		t.Fatalf("distribution %s is gone", w.Distribution)
 	}
-	origins := map[string]string{}
+	p.Origins = map[string]string{}
 	for _, o := range d.Origins {
-		origins[o.ID] = o.DomainName
+		p.Origins[o.ID] = o.DomainName
 	}
-	if origins["web-origin"] != lb.DNSName || lb.DNSName == "" || origins["assets"] != "assets.s3.eu-west-1.amazonaws.com" {
-		t.Errorf("distribution origins = %v, want web-origin at the gateway load balancer %q and assets unchanged", origins, lb.DNSName)
+	integ, _ := ed.RestIntegration(w.API, w.APIResource, "GET")
+	p.REST = integ.URI
+	served, _ := ed.StageIntegrations(w.API, "prod")
+	p.Served = served["GET /orders"].URI
+	p.ProdRecord = ed.Records(w.ProdZone)
+	return p
+}
+
+// checkCutover: during the drill its record pointed at the Istio gateway's
+// load balancer the DR cluster got, and endpoints.apply moved every
+// configured row (record, CDN origin, API integration).
+func (w *dxWorld) checkCutover(t *testing.T, apply state.StepRecord, lbs map[string]awsfake.LoadBalancer, aliases []string) {
+	t.Helper()
+	if got := apply.Outputs["applied"]; got != "3" {
+		t.Errorf("endpoints.apply changed %q row(s), want the record, the origin and the integration (3); outputs %v", got, apply.Outputs)
 	}
-	integ, ok := ed.RestIntegration(w.API, w.APIResource, "GET")
-	if want := "https://" + lb.DNSName + "/orders/{proxy}"; !ok || integ.URI != want {
-		t.Errorf("REST API %s GET /orders integration = %q, want %q", w.API, integ.URI, want)
+	gateway := false
+	for _, dns := range aliases {
+		lb, ok := lbs[dns]
+		gateway = gateway || (ok && lb.Tags["elbv2.k8s.aws/cluster"] == w.Cluster && lb.Tags["service.k8s.aws/stack"] == world.Gateway)
 	}
-	if served, ok := ed.StageIntegrations(w.API, "prod"); !ok || served["GET /orders"].URI != integ.URI {
-		t.Errorf("REST API %s stage prod serves %+v: the cutover was not deployed to the stage", w.API, served)
+	if !gateway {
+		t.Errorf("api.dr.example.com pointed at %v during the drill, never at the gateway load balancer of %s (seen %d load balancers)", aliases, w.Cluster, len(lbs))
 	}
-	after := ed.Records(w.ProdZone)
-	if !reflect.DeepEqual(after, w.ProdBefore) {
-		t.Errorf("production's zone changed in a drill:\n before %+v\n after  %+v", w.ProdBefore, after)
+}
+
+// checkCutoverRestored: the teardown put every row back before deleting the
+// load balancers they pointed at; production's zone and the drill zone's
+// other record never changed.
+func (w *dxWorld) checkCutoverRestored(t *testing.T, before dxEndpoints, td state.StepRecord) {
+	t.Helper()
+	after := w.endpoints(t)
+	if !reflect.DeepEqual(after, before) {
+		t.Errorf("the drill's endpoints after the drill:\n %+v\nwant them as before it:\n %+v", after, before)
+	}
+	if rec := after.Record; rec.AliasTarget == nil || strings.TrimSuffix(rec.AliasTarget.DNSName, ".") != world.OldLB {
+		t.Errorf("api.dr.example.com = %+v after the drill, want it back at %s", rec, world.OldLB)
+	}
+	if after.Origins["web-origin"] != world.OldLB || after.REST != "https://"+world.OldLB+"/orders/{proxy}" || after.Served != after.REST {
+		t.Errorf("origin %q, integration %q, stage serving %q after the drill: want all back at %s", after.Origins["web-origin"], after.REST, after.Served, world.OldLB)
+	}
+	if got, want := td.Outputs["removed.cutover"], "3 row(s) restored, 0 already had their old value"; got != want {
+		t.Errorf("teardown's cutover part = %q, want %q", got, want)
 	}
 }
 
