@@ -447,7 +447,7 @@ var declarations = map[string]permissions.Step{
 				"the Vault auth mount, the DR templates from Git (a commit), the cluster (or scales the pilot light back, or terraform destroy) and the IAM roles. " +
 				"What it cannot remove is listed as a leftover with the command to remove it; if the cutover cannot be put back, nothing else is removed, so the drill's endpoints keep working load balancers.",
 			Idempotent: "Everything already gone counts as removed, and a cutover row that already has its old value is skipped; only objects tagged or labelled with the drill's cluster are touched.",
-			Rollback:   "Not applicable: re-run a drill to rebuild. If the cutover part failed, `/dr rollback <run>` (or the old values in endpoints.plan's rollback record, by hand), then Retry.",
+			Rollback:   "Not applicable: re-run a drill to rebuild. If the cutover part failed, `/dr rollback <run> --reason \"…\"` (or the old values in endpoints.plan's rollback record, by hand), then Retry.",
 		},
 	},
 }

@@ -34,7 +34,7 @@ func (x *attempt) removeCutover(ctx context.Context) (string, error) {
 		return fmt.Sprintf("nothing to restore: %s journaled no rollback record, so %s changed nothing", cutover.StepPlan, cutover.StepApply), nil
 	}
 	what := "the cutover of " + x.target.Name
-	fix := fmt.Sprintf("run /dr rollback %s or restore the rows in the rollback record (%s's output %q) by hand, then press Retry",
+	fix := fmt.Sprintf("run /dr rollback %s --reason \"…\" or restore the rows in the rollback record (%s's output %q) by hand, then press Retry",
 		runID, cutover.StepPlan, cutover.OutRollback)
 	rec, err := cutover.ParseRecord(raw)
 	if err != nil {

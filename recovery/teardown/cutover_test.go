@@ -353,7 +353,7 @@ func testRollbackFailureHoldsBack(t *testing.T, kc *kubeenv.Cluster) {
 	}
 	t.Logf("teardown's error:\n%s", rec.Error)
 	for _, want := range []string{"teardown left 1 thing(s) behind; fix the cause and press Retry, which also runs the parts held back", "1. [cutover] the cutover of " + targetName + " (3 row(s)", "AccessDenied",
-		"run /dr rollback " + res.Run.ID + " or restore the rows in the rollback record",
+		"run /dr rollback " + res.Run.ID + ` --reason "…" or restore the rows in the rollback record`,
 		"not run until the cutover part succeeds: gitlab, karpenter, argocd, load-balancers, vault, iam, cluster"} {
 		if !strings.Contains(rec.Error, want) {
 			t.Errorf("error lacks %q:\n%s", want, rec.Error)
