@@ -124,7 +124,7 @@ func (c *countingRollback) Rollback(ctx context.Context, runID, record string, p
 	return rep, err
 }
 
-// cutover is the real cutover against the stand-in; its requests name
+// newCutover is the real cutover against the stand-in; its requests name
 // their step in the User-Agent, as drbot's do.
 func (w *world) newCutover() *countingRollback {
 	w.t.Helper()
