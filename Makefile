@@ -35,10 +35,10 @@ sandbox: kube-bins
 	$(GO) run ./cmd/drbot sandbox $(ARGS)
 
 ## bench: one table (docs/benchmarks.md): modelled MTTR against the critical path and the hand process, drbot's
-## own cost at 150 and 1,500 services, ack latency; JSON in .cache/bench/.
+## own cost at 150 and 1,500 services, ack latency; JSON in .cache/bench/. CGO_ENABLED=0: the binary as it ships (Dockerfile).
 .PHONY: bench
 bench: kube-bins
-	$(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 20m ./cmd/drbot/
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 20m ./cmd/drbot/
 
 ## torture: crash torture, 30 SIGKILLs of a drbot child during a whole recovery (make test runs 5).
 .PHONY: torture faults
