@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,15 @@ type driver struct {
 	cancel   context.CancelFunc
 	aborting atomic.Bool
 	abortBy  string
+}
+
+// stepCtx is the context a step's action runs in: an abort ends it, except
+// for an OnAbort step, which would only run again in the clean-up.
+func (d *driver) stepCtx(s Step) context.Context {
+	if s.OnAbort {
+		return d.e.ctx
+	}
+	return d.ctx
 }
 
 type stepResult struct {
@@ -80,8 +90,7 @@ func (d *driver) loop() {
 			d.log.Error("applying decisions", "err", err)
 		}
 		if d.aborting.Load() {
-			if len(d.running) == 0 {
-				d.finish(state.RunAborted, "aborted by "+d.abortBy)
+			if len(d.running) == 0 && d.cleanUp() {
 				return
 			}
 		} else {
@@ -108,6 +117,9 @@ func (d *driver) loop() {
 // happened elsewhere; one that did is decided by drbot on that person's
 // behalf, audited, and the loop is woken.
 func (d *driver) checkGates() {
+	if d.aborting.Load() {
+		return // no gate opens on an aborted run
+	}
 	for _, s := range d.book.Steps() {
 		rec := d.recs[s.ID]
 		if s.GateCheck == nil || rec.Status != state.StepWaiting {
@@ -213,7 +225,7 @@ func (d *driver) applyDecisions() error {
 	decisions := map[string]state.Decision{}
 	err := d.e.store.View(func(tx *state.Tx) error {
 		var err error
-		if abort, aborted, err = tx.Decision(d.run.ID + "/abort"); err != nil {
+		if abort, aborted, err = tx.Decision(AbortKey(d.run.ID)); err != nil {
 			return err
 		}
 		for id, rec := range d.recs {
@@ -237,11 +249,16 @@ func (d *driver) applyDecisions() error {
 	if err != nil {
 		return err
 	}
-	if aborted && !d.aborting.Load() {
-		d.abortBy = abort.By
-		d.aborting.Store(true)
-		d.cancel() // running actions see their context end
-		d.log.Info("run aborted", "by", abort.By)
+	if aborted {
+		// Decisions recorded before the abort are not acted on: the run
+		// only cleans up now.
+		if !d.aborting.Load() {
+			d.abortBy = abort.By
+			d.aborting.Store(true)
+			d.cancel() // running actions see their context end
+			d.log.Info("run aborted", "by", abort.By)
+			return d.prepareCleanUp()
+		}
 		return nil
 	}
 	for _, id := range sortedKeys(decisions) {
@@ -409,6 +426,86 @@ func (d *driver) settle() bool {
 	return false
 }
 
+// prepareCleanUp puts the OnAbort steps that failed or were cancelled
+// before the abort back to pending, so the clean-up runs each of them
+// once. It happens once per run: a restart during the clean-up finds it
+// done and does not run again a clean-up step that failed in it.
+func (d *driver) prepareCleanUp() error {
+	var reset []state.StepRecord
+	for _, s := range d.book.AbortSteps() {
+		rec := d.recs[s.ID]
+		if d.running[s.ID] || (rec.Status != state.StepFailed && rec.Status != state.StepCancelled) {
+			continue
+		}
+		rec.Status, rec.Rejected = state.StepPending, false
+		rec.Budget = rec.Attempt + d.e.opts.Retry.MaxAttempts
+		reset = append(reset, rec)
+	}
+	var first bool
+	err := d.commit(func(tx *state.Tx) error {
+		_, won, err := tx.Decide(state.Decision{Key: abortCleanupKey(d.run.ID), RunID: d.run.ID, Kind: "cleanup", By: "drbot"})
+		if err != nil || !won {
+			return err
+		}
+		first = true
+		for _, rec := range reset {
+			if err := tx.PutStep(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if first {
+		for _, rec := range reset {
+			d.recs[rec.StepID] = rec
+		}
+	}
+	return nil
+}
+
+// cleanUp is called on an aborted run when nothing is running. It starts
+// the next OnAbort step that has not run, or, when none is left, ends the
+// run aborted, naming the clean-up steps that failed. It reports whether
+// the run finished.
+func (d *driver) cleanUp() bool {
+	var failed []string
+	for _, s := range d.book.AbortSteps() {
+		rec := d.recs[s.ID]
+		switch rec.Status {
+		case state.StepPending, state.StepWaiting, "":
+			if rec.Budget == 0 {
+				rec.Budget = d.e.opts.Retry.MaxAttempts
+			}
+			if d.run.Status != state.RunRunning {
+				d.setRunStatus(state.RunRunning)
+			}
+			d.log.Info("running a clean-up step after the abort", "step", s.ID)
+			d.running[s.ID] = true
+			go d.execute(s, rec)
+			return false
+		case state.StepFailed:
+			failed = append(failed, fmt.Sprintf("%s (%s)", s.ID, firstLine(rec.Error)))
+		}
+	}
+	msg := "aborted by " + d.abortBy
+	if len(failed) > 0 {
+		msg += "; after the abort, " + strings.Join(failed, ", ") + " failed: finish by hand"
+	}
+	d.finish(state.RunAborted, msg)
+	return true
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	if len(line) > 200 {
+		line = line[:200] + "…"
+	}
+	return line
+}
+
 func (d *driver) setRunStatus(st state.RunStatus) {
 	d.run.Status = st
 	run := d.run
@@ -458,8 +555,9 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 	// stop ends the step after its context ended: an abort is journaled as
 	// cancelled; an engine shutdown leaves the journal saying running, so
 	// resume runs the step again.
+	ctx := d.stepCtx(s)
 	stop := func(now time.Time, attempted bool) {
-		if !d.aborting.Load() {
+		if !d.aborting.Load() || s.OnAbort {
 			result(true)
 			return
 		}
@@ -480,7 +578,7 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 		}
 		log.Info("step started", "attempt", rec.Attempt)
 		sc := &StepContext{d: d, step: s, rec: &rec, Logger: log.With("attempt", rec.Attempt)}
-		res, err := callAction(d.ctx, s.Action, sc)
+		res, err := callAction(ctx, s.Action, sc)
 		now := d.e.store.Now()
 		if err == nil {
 			rec.Status, rec.FinishedAt, rec.Outputs = state.StepSucceeded, now, mergeOutputs(rec.Outputs, res.Outputs)
@@ -493,7 +591,7 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 			result(false)
 			return
 		}
-		if d.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			stop(now, true)
 			return
 		}
@@ -525,13 +623,20 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 			select {
 			case <-time.After(wait):
 				continue
-			case <-d.ctx.Done():
+			case <-ctx.Done():
 				stop(d.e.store.Now(), false) // the failed attempt is already in the history
 				return
 			}
 		}
 		rec.Status, rec.FinishedAt, rec.Failures = state.StepFailed, now, rec.Failures+1
-		if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, d.failedEvent(s, rec)) != nil {
+		ev := d.failedEvent(s, rec)
+		if d.aborting.Load() && s.OnAbort {
+			// Nobody decides on an aborted run: the failure is told, and the
+			// run ends aborted with it in its error.
+			ev.Error += " — the run was aborted, so it ends aborted without this step: finish it by hand"
+			ev.Fields = map[string]string{"after": "abort"}
+		}
+		if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, ev) != nil {
 			result(true)
 			return
 		}

@@ -396,7 +396,14 @@ func (e *Engine) decisionTarget(tx *state.Tx, req DecisionRequest) (decisionTarg
 		return decisionTarget{}, fmt.Errorf("run %s is already %s", run.ID, run.Status)
 	}
 	if req.Kind == DecideAbort {
-		return decisionTarget{run: run, step: Step{ID: req.StepID}, key: run.ID + "/abort"}, nil
+		return decisionTarget{run: run, step: Step{ID: req.StepID}, key: AbortKey(run.ID)}, nil
+	}
+	// Once aborted, the run only cleans up: a Retry, Skip or approval
+	// would start what people decided to stop.
+	if abort, aborted, err := tx.Decision(AbortKey(run.ID)); err != nil {
+		return decisionTarget{}, err
+	} else if aborted {
+		return decisionTarget{}, fmt.Errorf("run %s was aborted by %s: it only runs its clean-up steps now and ends aborted", run.ID, abort.By)
 	}
 	step, found := e.book.ForMode(run.Mode).Step(req.StepID)
 	if !found {
@@ -436,6 +443,13 @@ func orPending(s state.StepStatus) state.StepStatus {
 	}
 	return s
 }
+
+// AbortKey is the decision key of a run's abort.
+func AbortKey(runID string) string { return runID + "/abort" }
+
+// abortCleanupKey marks, first-wins like a decision, that the clean-up
+// after an abort was prepared, so a restart does not prepare it again.
+func abortCleanupKey(runID string) string { return AbortKey(runID) + "/cleanup" }
 
 // GateKey is the decision key of a gate's round.
 func GateKey(runID, stepID string, round int) string {

@@ -2,6 +2,17 @@
 // journals every transition before and after acting, gates that wait for
 // people, retries with backoff, and resumption after a crash. It emits
 // neutral events; it never imports Slack.
+//
+// An abort (a person's decision, never drbot's) cancels the running steps
+// and starts no normal step again. Once they have returned, the steps
+// marked OnAbort that apply to the run's mode (the post-mortem, a drill's
+// teardown) run: one at a time, in the DAG's order among themselves, each
+// once, whatever became of their dependencies. They are journaled like any
+// step, so a restart during this clean-up runs only what is not done and
+// still ends the run aborted. A clean-up step that fails for good is
+// reported and recorded in the run's error; it does not wait for anyone.
+// Then the run ends aborted. While a run is aborted, no other decision is
+// taken (a second abort is a no-op).
 package recovery
 
 import (
@@ -81,6 +92,19 @@ type Step struct {
 	// approval already happened elsewhere (the MR merged by a person in
 	// GitLab); by names who, for the audit log.
 	GateCheck GateCheck
+	// OnAbort makes the step run even when the run is aborted: it runs in
+	// its place in the DAG like any step, and after an abort, once the
+	// cancelled steps have returned, it runs if it has not succeeded or
+	// been skipped, ignoring the dependencies the abort left unfinished
+	// (the post-mortem, which then says the run was aborted, and a drill's
+	// teardown). OnAbort steps keep their order among themselves and run
+	// one at a time, each once, with the usual retries of retryable errors;
+	// one that still fails is reported and the run ends aborted anyway.
+	// An abort does not cancel an OnAbort step already running: it would
+	// run again at once. Its action must cope with the outputs of steps
+	// that never ran. An OnAbort step cannot be gated: once people decided
+	// to stop, nobody is asked again.
+	OnAbort bool
 }
 
 // GateCheck reports an approval given outside Slack.
@@ -116,6 +140,9 @@ func NewRunbook(steps []Step) (*Runbook, error) {
 		}
 		if s.Action == nil {
 			problems = append(problems, fmt.Sprintf("step %q has no action", s.ID))
+		}
+		if s.OnAbort && s.Gate != GateNone {
+			problems = append(problems, fmt.Sprintf("step %q runs after an abort and cannot have the %s gate: nobody is asked once a run is aborted", s.ID, s.Gate))
 		}
 	}
 	for _, s := range rb.steps {
@@ -172,6 +199,37 @@ func (rb *Runbook) findCycle() []string {
 		}
 	}
 	return nil
+}
+
+// AbortSteps returns the OnAbort steps in the order they run after an
+// abort: an order of the DAG (a step after every step it depends on,
+// directly or not), declaration order otherwise.
+func (rb *Runbook) AbortSteps() []Step {
+	placed := map[string]bool{}
+	var order []Step
+	for len(placed) < len(rb.steps) {
+		for _, s := range rb.steps {
+			if placed[s.ID] {
+				continue
+			}
+			ready := true
+			for _, d := range s.DependsOn {
+				if !placed[d] {
+					ready = false
+					break
+				}
+			}
+			if !ready {
+				continue
+			}
+			placed[s.ID] = true
+			if s.OnAbort {
+				order = append(order, s)
+			}
+			break // rescan from the top: declaration order among ready steps
+		}
+	}
+	return order
 }
 
 // Steps returns the table in declaration order.

@@ -100,10 +100,12 @@ func Steps() []recovery.Step {
 		{ID: EndpointsVerify, Title: "Verify DNS, CDN and HTTP through the new endpoints", Phase: recovery.PhaseCutover,
 			DependsOn: []string{EndpointsApply}, Estimate: 4 * time.Minute, Action: notBuilt(EndpointsVerify, "cutover verification", issueCutover)},
 
-		// 5. Close
-		{ID: Postmortem, Title: "Write the post-mortem", Phase: recovery.PhaseClose,
+		// 5. Close. Both also run after an abort: an aborted run is when
+		// people most need the post-mortem, and an aborted drill must not
+		// leave its cluster, load balancers and moved DNS behind.
+		{ID: Postmortem, Title: "Write the post-mortem", Phase: recovery.PhaseClose, OnAbort: true,
 			DependsOn: []string{EndpointsVerify}, Estimate: 30 * time.Second, Action: notBuilt(Postmortem, "the post-mortem", issueClose)},
-		{ID: Teardown, Title: "Tear the drill down", Phase: recovery.PhaseClose, Modes: recovery.Modes{state.ModeDrill},
+		{ID: Teardown, Title: "Tear the drill down", Phase: recovery.PhaseClose, Modes: recovery.Modes{state.ModeDrill}, OnAbort: true,
 			DependsOn: []string{Postmortem}, Estimate: 10 * time.Minute, Action: notBuilt(Teardown, "drill teardown", issueClose)},
 	}
 }

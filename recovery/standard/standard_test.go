@@ -68,6 +68,19 @@ func TestTeardownRunsInDrillsOnly(t *testing.T) {
 	}
 }
 
+func TestAnAbortedRunStillWritesItsPostmortemAndAnAbortedDrillIsTornDown(t *testing.T) {
+	rb, _ := Runbook()
+	for mode, want := range map[state.Mode]string{state.ModeRecovery: Postmortem, state.ModeDrill: Postmortem + " " + Teardown} {
+		var got []string
+		for _, s := range rb.ForMode(mode).AbortSteps() {
+			got = append(got, s.ID)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s: steps run after an abort = %v, want %s", mode, got, want)
+		}
+	}
+}
+
 func TestUnbuiltStepsFailPermanentlyNamingTheIssue(t *testing.T) {
 	rb, _ := Runbook()
 	s, _ := rb.Step(ClusterCreate)
