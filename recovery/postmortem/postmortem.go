@@ -28,6 +28,10 @@ type Input struct {
 	Description  string // e.g. "primary eu-west-1/prod → DR prod-dr in eu-central-1"
 	// Regressions are lines from the scorecard (drills only).
 	Regressions []string
+	// Abort is the decision that aborted the run, nil if none. The
+	// post-mortem of an aborted run is written during its clean-up, before
+	// the run is recorded aborted: this is how it knows.
+	Abort *state.Decision
 }
 
 // Load reads a run's input from the state.
@@ -44,6 +48,11 @@ func Load(store *state.Store, book *recovery.Runbook, runID string) (Input, erro
 		in.Run = run
 		if in.Steps, err = tx.Steps(runID); err != nil {
 			return err
+		}
+		if abort, ok, err := tx.Decision(recovery.AbortKey(runID)); err != nil {
+			return err
+		} else if ok {
+			in.Abort = &abort
 		}
 		if in.Audit, err = tx.AuditLog(runID); err != nil {
 			return err
@@ -92,11 +101,76 @@ func (in Input) end() time.Time {
 	return end
 }
 
+// aborted reports whether the run was aborted, finished or still cleaning up.
+func (in Input) aborted() bool { return in.Abort != nil || in.Run.Status == state.RunAborted }
+
+// stepStatus is a step's outcome in words; on an aborted run, what the
+// abort left it as.
+func (in Input) stepStatus(rec state.StepRecord) string {
+	if !in.aborted() {
+		if rec.Status == "" {
+			return "not started"
+		}
+		return string(rec.Status)
+	}
+	switch rec.Status {
+	case "", state.StepPending:
+		return "not run (aborted)"
+	case state.StepWaiting:
+		return "waiting at its gate when aborted"
+	case state.StepCancelled:
+		return "cancelled by the abort"
+	}
+	return string(rec.Status)
+}
+
+// abortLines say who aborted the run, when, why, and where it stood.
+func (in Input) abortLines(b *strings.Builder) {
+	who, when, why := "", "", ""
+	if a := in.Abort; a != nil {
+		who, why = " by "+person(a.By), reasonSuffix(a.Reason)
+		if !a.DecidedAt.IsZero() {
+			when = " at " + utc(a.DecidedAt)
+		}
+	}
+	fmt.Fprintf(b, "- Outcome: **aborted**%s%s%s\n", who, when, why)
+	// The engine's "aborted by U…" says nothing more; what it adds (a
+	// clean-up step that failed) does.
+	if in.Run.Error != "" && (in.Abort == nil || in.Run.Error != "aborted by "+in.Abort.By) {
+		fmt.Fprintf(b, "- Recorded: %s\n", oneLine(in.Run.Error))
+	}
+	var at []string
+	notRun := 0
+	for _, s := range in.Book.Steps() {
+		rec := in.Steps[s.ID]
+		switch rec.Status {
+		case state.StepFailed:
+			if !s.OnAbort {
+				at = append(at, fmt.Sprintf("`%s` failed (%s)", s.ID, oneLine(rec.Error)))
+			}
+		case state.StepWaiting:
+			at = append(at, fmt.Sprintf("`%s` waiting at the %s gate", s.ID, s.Gate))
+		case state.StepCancelled:
+			at = append(at, fmt.Sprintf("`%s` running, cancelled", s.ID))
+		case "", state.StepPending:
+			if !s.OnAbort {
+				notRun++
+			}
+		}
+	}
+	if len(at) == 0 {
+		at = []string{"no step was failed, waiting or running"}
+	}
+	fmt.Fprintf(b, "- Aborted at: %s\n", strings.Join(at, "; "))
+	fmt.Fprintf(b, "- Steps never run because of the abort: %d (not counting the clean-up that runs after an abort: this post-mortem and a drill's teardown)\n", notRun)
+}
+
 // Render writes the post-mortem.
 func Render(in Input) string {
 	var b strings.Builder
 	run := in.Run
 	ttr := in.end().Sub(run.StartedAt).Round(time.Second)
+	aborted := in.aborted()
 	fmt.Fprintf(&b, "# Post-mortem: %s of %s\n\n", modeWord(run.Mode), run.Target)
 	fmt.Fprintf(&b, "Run `%s`", run.ID)
 	if in.Description != "" {
@@ -108,11 +182,15 @@ func Render(in Input) string {
 		fmt.Fprintf(&b, " — reason: %s", run.Reason)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "- Outcome: **%s**", run.Status)
-	if run.Error != "" {
-		fmt.Fprintf(&b, " (%s)", run.Error)
+	if aborted {
+		in.abortLines(&b)
+	} else {
+		fmt.Fprintf(&b, "- Outcome: **%s**", run.Status)
+		if run.Error != "" {
+			fmt.Fprintf(&b, " (%s)", run.Error)
+		}
+		b.WriteString("\n")
 	}
-	b.WriteString("\n")
 	budget := ""
 	if in.Budget > 0 {
 		verdict := "within"
@@ -121,7 +199,16 @@ func Render(in Input) string {
 		}
 		budget = fmt.Sprintf(" against a budget of %s: %s budget (%d%%)", recovery.ShortDuration(in.Budget), verdict, int(100*ttr/in.Budget))
 	}
-	fmt.Fprintf(&b, "- Time to recover: **%s**%s\n", recovery.ShortDuration(ttr), budget)
+	if aborted {
+		// Nothing was recovered: how long it ran until people stopped it.
+		until := ttr
+		if in.Abort != nil && in.Abort.DecidedAt.After(run.StartedAt) {
+			until = in.Abort.DecidedAt.Sub(run.StartedAt).Round(time.Second)
+		}
+		fmt.Fprintf(&b, "- Ran for **%s** before the abort; nothing was recovered\n", recovery.ShortDuration(until))
+	} else {
+		fmt.Fprintf(&b, "- Time to recover: **%s**%s\n", recovery.ShortDuration(ttr), budget)
+	}
 	retries, failures, skipped := 0, 0, 0
 	for _, ev := range in.Events {
 		switch ev.Kind {
@@ -198,10 +285,7 @@ func Render(in Input) string {
 		if critical[s.ID] {
 			name += " ★"
 		}
-		status := string(rec.Status)
-		if status == "" {
-			status = "not started"
-		}
+		status := in.stepStatus(rec)
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s |\n", name, s.Phase, clock(st), dur, rec.Attempt, status)
 	}
 	b.WriteString("\n★ critical path: the chain of steps that set the time to recover.\n")

@@ -2,7 +2,10 @@ package postmortem
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +157,148 @@ func TestPostmortemStepAttachesTheDocumentOfItsOwnRun(t *testing.T) {
 	}
 	if doc == nil || doc.Fields["filename"] != "postmortem-"+res.Run.ID+".md" || !strings.Contains(doc.Message, "| `cluster.create` ★ | provision |") {
 		t.Fatalf("attachment = %+v", doc)
+	}
+}
+
+// abortedDrill is a drill aborted at its merge gate 12 minutes in: the
+// cluster exists, one step failed, the deployment and the cutover never ran,
+// and the post-mortem renders during the clean-up, before the run is
+// recorded aborted.
+func abortedDrill(t *testing.T) Input {
+	book, err := recovery.NewRunbook([]recovery.Step{
+		{ID: "cluster.create", Phase: recovery.PhaseProvision, Action: ok},
+		{ID: "namespaces", Phase: recovery.PhaseBootstrap, DependsOn: []string{"cluster.create"}, Action: ok},
+		{ID: "addons.lbc", Phase: recovery.PhaseBootstrap, DependsOn: []string{"cluster.create"}, Action: ok},
+		{ID: "gitops.merge", Phase: recovery.PhaseDeploy, Gate: recovery.GateMerge, DependsOn: []string{"cluster.create"}, Action: ok},
+		{ID: "deploy.watch", Phase: recovery.PhaseDeploy, DependsOn: []string{"gitops.merge", "namespaces"}, Action: ok},
+		{ID: "endpoints.apply", Phase: recovery.PhaseCutover, DependsOn: []string{"deploy.watch", "addons.lbc"}, Action: ok},
+		{ID: "postmortem", Phase: recovery.PhaseClose, DependsOn: []string{"endpoints.apply"}, OnAbort: true, Action: ok},
+		{ID: "teardown", Phase: recovery.PhaseClose, DependsOn: []string{"postmortem"}, OnAbort: true, Action: ok},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := state.Run{ID: "prod-eu-20261125-1000-def456", Target: "prod-eu", Mode: state.ModeDrill, Initiator: "U0ONCALL",
+		Status: state.RunBlocked, StartedAt: at(0, 0)}
+	steps := map[string]state.StepRecord{
+		"cluster.create": {Status: state.StepSucceeded, Attempt: 1, StartedAt: at(0, 0), FinishedAt: at(10, 0)},
+		"namespaces":     {Status: state.StepFailed, Attempt: 1, Failures: 1, StartedAt: at(10, 0), FinishedAt: at(10, 30), Error: "creating namespace payments: forbidden"},
+		"addons.lbc":     {Status: state.StepCancelled, Attempt: 1, StartedAt: at(10, 0), FinishedAt: at(12, 0), Error: "cancelled by abort"},
+		"gitops.merge":   {Status: state.StepWaiting, GateRound: 1},
+		"postmortem":     {Status: state.StepRunning, Attempt: 1, StartedAt: at(12, 1)},
+	}
+	abort := state.Decision{Key: recovery.AbortKey(run.ID), RunID: run.ID, StepID: "namespaces", Kind: "abort", By: "U0LEAD", Reason: "drill window over", DecidedAt: at(12, 0)}
+	events := []recovery.Event{
+		{Kind: recovery.EventRunStarted, RunID: run.ID, Time: at(0, 0), Actor: "U0ONCALL"},
+		{Kind: recovery.EventStepFailed, RunID: run.ID, StepID: "namespaces", Time: at(10, 30), Attempt: 1, Error: "creating namespace payments: forbidden"},
+		{Kind: recovery.EventDecision, RunID: run.ID, StepID: "namespaces", Time: at(12, 0), Actor: "U0LEAD",
+			Fields: map[string]string{"decision": "abort", "on": "run", "reason": "drill window over"}},
+		{Kind: recovery.EventStepCancelled, RunID: run.ID, StepID: "addons.lbc", Time: at(12, 0)},
+	}
+	return Input{Run: run, Steps: steps, Events: events, Book: book, Budget: time.Hour, Abort: &abort}
+}
+
+func TestPostmortemOfAnAbortedDrillSaysWhoAbortedWhereAndWhatNeverRan(t *testing.T) {
+	got := Render(abortedDrill(t))
+	for _, want := range []string{
+		"- Outcome: **aborted** by <@U0LEAD> at 2026-11-25 10:12:00 UTC — drill window over",
+		"- Aborted at: `namespaces` failed (creating namespace payments: forbidden); `addons.lbc` running, cancelled; `gitops.merge` waiting at the merge gate",
+		"- Steps never run because of the abort: 2 (not counting the clean-up",
+		"- Ran for **12m** before the abort; nothing was recovered",
+		"| `gitops.merge` | deploy | — | — | 0 | waiting at its gate when aborted |",
+		"| `deploy.watch` | deploy | — | — | 0 | not run (aborted) |",
+		"| `addons.lbc` ★ | bootstrap | 10:10:00 | 2m | 1 | cancelled by the abort |",
+		"| `teardown` | close | — | — | 0 | not run (aborted) |",
+		"<@U0LEAD> decided **abort** on `namespaces` — drill window over",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("post-mortem lacks %q:\n%s", want, got)
+		}
+	}
+	for _, wrong := range []string{"Time to recover", "**blocked**", "not started"} {
+		if strings.Contains(got, wrong) {
+			t.Errorf("post-mortem of an aborted run says %q:\n%s", wrong, got)
+		}
+	}
+}
+
+func TestPostmortemOfAnAbortedRunNamesAFailedCleanUpOnceTheRunEnded(t *testing.T) {
+	in := abortedDrill(t)
+	in.Run.Status, in.Run.FinishedAt = state.RunAborted, at(25, 0)
+	in.Run.Error = "aborted by U0LEAD; after the abort, teardown (deleting the cluster: AccessDenied) failed: finish by hand"
+	got := Render(in)
+	if !strings.Contains(got, "- Recorded: aborted by U0LEAD; after the abort, teardown (deleting the cluster: AccessDenied) failed") {
+		t.Errorf("post-mortem does not carry the clean-up failure:\n%s", got)
+	}
+	in.Run.Error = "aborted by U0LEAD"
+	if got := Render(in); strings.Contains(got, "- Recorded:") {
+		t.Errorf("post-mortem repeats the plain abort line:\n%s", got)
+	}
+}
+
+// The post-mortem step run by the engine after a real abort reads the
+// abort from the journal and says so, though the run is not yet recorded
+// aborted when it writes.
+func TestPostmortemStepWrittenAfterAnAbortSaysTheRunWasAborted(t *testing.T) {
+	fail := func(context.Context, *recovery.StepContext) (recovery.Result, error) {
+		return recovery.Result{}, recovery.Permanent(errors.New("AccessDenied: eks:CreateCluster"))
+	}
+	steps := []recovery.Step{
+		{ID: "cluster.create", Phase: recovery.PhaseProvision, Action: fail},
+		{ID: "deploy.watch", Phase: recovery.PhaseDeploy, DependsOn: []string{"cluster.create"}, Action: ok},
+		{ID: "postmortem", Phase: recovery.PhaseClose, DependsOn: []string{"deploy.watch"}, OnAbort: true, Action: ok},
+	}
+	book, err := recovery.NewRunbook(steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps[2].Action = Action(Options{Book: book, Budget: time.Hour})
+	book, err = recovery.NewRunbook(steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.Open(filepath.Join(t.TempDir(), "drbot.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	eng := recovery.New(ctx, store, book, recovery.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { cancel(); eng.Wait(); _ = store.Close() })
+	run, err := eng.Start(recovery.StartRequest{Target: "prod-eu", Initiator: "U0ONCALL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(want state.RunStatus) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			var got state.Run
+			_ = store.View(func(tx *state.Tx) (err error) { got, _, err = tx.Run(run.ID); return })
+			if got.Status == want {
+				return
+			}
+		}
+		t.Fatalf("run never %s", want)
+	}
+	waitFor(state.RunBlocked)
+	if _, err := eng.Decide(recovery.DecisionRequest{RunID: run.ID, StepID: "cluster.create", Kind: recovery.DecideAbort, By: "U0LEAD", Reason: "wrong account"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(state.RunAborted)
+	res := steptest.Load(t, store, run.ID)
+	var doc string
+	for _, ev := range res.Events {
+		if ev.Kind == recovery.EventAttachment {
+			doc = ev.Message
+		}
+	}
+	for _, want := range []string{
+		"- Outcome: **aborted** by <@U0LEAD> at ",
+		" — wrong account",
+		"- Aborted at: `cluster.create` failed (AccessDenied: eks:CreateCluster)",
+		"| `deploy.watch` | deploy | — | — | 0 | not run (aborted) |",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("post-mortem lacks %q:\n%s", want, doc)
+		}
 	}
 }
