@@ -402,7 +402,8 @@ var declarations = map[string]permissions.Step{
 	},
 	Postmortem: {
 		Doc: permissions.Doc{
-			Does:       "Writes the post-mortem from the run's journal: timeline, approvals, failures and retries, per-phase durations against the MTTR budget; posted in a thread and as a Markdown file.",
+			Does: "Writes the post-mortem from the run's journal: timeline, approvals, failures and retries, per-phase durations against the MTTR budget; posted in a thread and as a Markdown file. " +
+				"Runs after an abort too (once the cancelled steps have returned, whatever became of its dependencies): the document then says who aborted, when, why and at which steps.",
 			Idempotent: "Derived from the journal only; a repeat posts the same document once (the outbox deduplicates).",
 			Rollback:   "Nothing to undo.",
 		},
@@ -445,7 +446,8 @@ var declarations = map[string]permissions.Step{
 			Does: "Drills only: first puts the drill's cutover back (the journaled old values of every Route 53 record, CloudFront origin and API Gateway integration, verified, as `/dr rollback` does), " +
 				"then drains the DR cluster's load balancers (Services, Ingresses) and Karpenter nodes, deletes the drill's Argo CD Applications and cluster Secret, " +
 				"the Vault auth mount, the DR templates from Git (a commit), the cluster (or scales the pilot light back, or terraform destroy) and the IAM roles. " +
-				"What it cannot remove is listed as a leftover with the command to remove it; if the cutover cannot be put back, nothing else is removed, so the drill's endpoints keep working load balancers.",
+				"What it cannot remove is listed as a leftover with the command to remove it; if the cutover cannot be put back, nothing else is removed, so the drill's endpoints keep working load balancers. " +
+				"Runs after an abort too, after the post-mortem, so an aborted drill leaves nothing behind (unless `drills[].teardown: false`); if it then fails, the run still ends aborted and the failure names what to remove by hand.",
 			Idempotent: "Everything already gone counts as removed, and a cutover row that already has its old value is skipped; only objects tagged or labelled with the drill's cluster are touched.",
 			Rollback:   "Not applicable: re-run a drill to rebuild. If the cutover part failed, `/dr rollback <run> --reason \"…\"` (or the old values in endpoints.plan's rollback record, by hand), then Retry.",
 		},
