@@ -104,6 +104,11 @@ func TestAbortStatusPlanHistoryAndPostmortemCommands(t *testing.T) {
 	e.waitFor("history and post-mortem", func() bool {
 		return anyContains(e.responses(userOncall), "*Last runs*") && anyContains(e.responses(userOncall), "# Post-mortem: DR recovery of prod-eu\n\nRun `"+run.ID+"`")
 	})
+	// The post-mortem of an aborted run says who aborted it, why and where.
+	if !anyContains(e.responses(userOncall), "- Outcome: **aborted** by <@"+userOncall+"> at ") || !anyContains(e.responses(userOncall), " — primary is back\n") ||
+		!anyContains(e.responses(userOncall), "- Aborted at: `gitops.merge` waiting at the merge gate") {
+		t.Errorf("the post-mortem does not say who aborted the run, why and where: %q", e.responses(userOncall))
+	}
 	var audit []state.AuditEntry
 	_ = e.srv.store.View(func(tx *state.Tx) (err error) { audit, err = tx.AuditLog(run.ID); return })
 	if !auditHas(audit, userOncall, "recorded") || !auditHas(audit, userRandom, "denied") {

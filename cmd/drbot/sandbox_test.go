@@ -139,8 +139,14 @@ func TestSandboxInteractiveRejectAtTheMergeGateThenAbortEndsTheRunAborted(t *tes
 	requireInTranscript(t, out,
 		"@lead pressed [Reject…]", "→ Rejected by @lead", "not today",
 		"Your call as @oncall: [r]etry, [s]kip or [a]bort?", "@oncall pressed [Abort run]",
-		"board │ ⊘ ABORTED", "Outcome: **aborted**",
+		"board │ ⊘ ABORTED", "- Outcome: **aborted** by <@U0ONCALL> at ", "- Aborted at: ",
 	)
+	// The post-mortem step still runs after the abort, though the steps it
+	// depends on never ran.
+	abort, written := strings.Index(out, "@oncall pressed [Abort run]"), strings.Index(out, "✓ postmortem succeeded")
+	if written < 0 || written < abort {
+		t.Errorf("the post-mortem step did not run after the abort (abort at %d, post-mortem at %d)\n%s", abort, written, out)
+	}
 }
 
 func TestSandboxFailRejectsAnUnknownStepBeforeStartingAnything(t *testing.T) {

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/drbot/drbot/bot"
+	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery"
+	"github.com/drbot/drbot/recovery/standard"
+	"github.com/drbot/drbot/state"
+	"github.com/drbot/drbot/test/awsfake"
+	"github.com/drbot/drbot/test/world"
+)
+
+// A drill aborted after its cutover, when the verification fails: the
+// post-mortem is still written and uploaded, and the teardown still runs,
+// puts the drill's endpoints back and leaves nothing behind, though the
+// steps they depend on never finished. The run ends aborted.
+func TestDrillAbortedAfterItsCutoverIsStillTornDownAndGetsItsPostmortem(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two Kubernetes control planes and a whole drill through every stand-in (about 70 s)")
+	}
+	w := dxWorld{world.Start(t, world.Options{Target: dxTarget, Drill: true, Services: 4, AWS: awsfake.Options{EKSCreateDelay: 2 * time.Second}})}
+	clk := &movableClock{now: time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)}
+	var live atomic.Pointer[state.Store]
+	cfg, err := w.Config(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Drills = []config.Drill{{Name: "december", Schedule: "0 10 2 12 *", Timezone: "UTC", Target: dxTarget,
+		Announce: []config.Duration{config.Duration(time.Hour)}, OnPoint: []string{world.UserSRE}, Teardown: true,
+		PreApprove: []string{"merge", "cutover"}}}
+	std, err := standard.Runbook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	book, rollback, err := wireActions(cfg, std, slog.New(slog.NewTextHandler(io.Discard, nil)), live.Load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	book, err = book.WithActions(map[string]recovery.Action{standard.EndpointsVerify: func(context.Context, *recovery.StepContext) (recovery.Result, error) {
+		return recovery.Result{}, recovery.Permanent(errors.New("https://api.dr.example.com/healthz answered 503 through the new endpoint"))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &e2e{t: t, slack: w.Slack, cfg: cfg, done: make(chan error, 1)}
+	e.start(book, serveOptions{drillClock: clk.Now, drillTick: 20 * time.Millisecond, rollback: rollback, onStore: live.Store})
+
+	clk.Set(time.Date(2026, 12, 2, 9, 0, 30, 0, time.UTC))
+	e.waitFor("the drill announcement", func() bool {
+		for _, m := range e.slack.Messages(world.ChanDR) {
+			if strings.Contains(blocksText(m), bot.ActionDrillPostpone) {
+				return true
+			}
+		}
+		return false
+	})
+	before := w.endpoints(t)
+	clk.Set(time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC))
+	e.waitFor("the drill run", func() bool { return e.run().Slack.ChannelID != "" })
+	run := e.run()
+
+	deadline := time.Now().Add(20 * time.Minute)
+	for r := e.run(); r.Status != state.RunBlocked; r = e.run() {
+		if r.Status.Finished() || time.Now().After(deadline) {
+			w.failedSteps(t, e, r.ID)
+			t.Fatalf("the drill is %s, want it blocked at endpoints.verify", r.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if apply := e.step(run.ID, standard.EndpointsApply); apply.Status != state.StepSucceeded {
+		w.failedSteps(t, e, run.ID)
+		t.Fatalf("endpoints.apply is %s: the drill did not get as far as its cutover", apply.Status)
+	}
+	var ts string
+	e.waitFor("the failure message", func() bool { ts = e.refs(run.ID)["failure/"+standard.EndpointsVerify+"/1"]; return ts != "" })
+	e.click(world.UserLead, run.Slack.ChannelID, ts, bot.ActionAbort, bot.ButtonValue{RunID: run.ID, StepID: standard.EndpointsVerify, Round: 1}.String())
+
+	e.waitLong("the aborted drill to end", func() bool { return e.run().Status.Finished() })
+	got := e.run()
+	if got.Status != state.RunAborted || got.Error != "aborted by "+world.UserLead {
+		w.failedSteps(t, e, run.ID)
+		t.Fatalf("drill = %s %q, want aborted by %s with nothing failed after the abort", got.Status, got.Error, world.UserLead)
+	}
+	for _, id := range []string{standard.Postmortem, standard.Teardown} {
+		if rec := e.step(run.ID, id); rec.Status != state.StepSucceeded || rec.Attempt != 1 {
+			t.Errorf("%s = %s after %d attempt(s), want it run once after the abort", id, rec.Status, rec.Attempt)
+		}
+	}
+	e.waitFor("the post-mortem file in the log thread", func() bool {
+		for _, f := range e.slack.Files() {
+			if f.Filename == "postmortem-"+run.ID+".md" && f.ThreadTS == e.refs(run.ID)["log"] && f.ThreadTS != "" &&
+				bytes.Contains(f.Content, []byte("- Outcome: **aborted** by <@"+world.UserLead+">")) &&
+				bytes.Contains(f.Content, []byte("- Aborted at: `endpoints.verify` failed")) {
+				return true
+			}
+		}
+		return false
+	})
+	w.checkCutoverRestored(t, before, e.step(run.ID, standard.Teardown))
+	w.checkNothingLeft(t)
+}
