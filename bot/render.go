@@ -360,6 +360,11 @@ func GateBlocks(ev recovery.Event, round int, decided *state.Decision) []slack.B
 
 // FailureBlocks reports a failed step with Retry / Skip / Abort.
 func FailureBlocks(ev recovery.Event, failures int, decided *state.Decision) []slack.Block {
+	if recovery.FailedAfterAbort(ev) {
+		// The run is aborted: its engine refuses every decision, so no buttons.
+		return []slack.Block{section(fmt.Sprintf(":x: *`%s` failed* (attempt %d) while cleaning up after the abort: %s",
+			ev.StepID, ev.Attempt, quote(ev.Error)))}
+	}
 	blocks := []slack.Block{section(fmt.Sprintf(":x: *`%s` failed* (attempt %d): %s\nRetry runs it again, Skip marks it done so dependent steps go on (do it by hand first), Abort stops the run.",
 		ev.StepID, ev.Attempt, quote(ev.Error)))}
 	if decided != nil {

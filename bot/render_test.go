@@ -152,6 +152,23 @@ func TestFailureBlocksGolden(t *testing.T) {
 	golden(t, "step_failed", blocks)
 }
 
+func TestACleanUpFailureAfterAnAbortOffersNoButtons(t *testing.T) {
+	ev := recovery.Event{Kind: recovery.EventStepFailed, RunID: "r1", StepID: "teardown", Attempt: 5, Error: "deleting cluster dr: AccessDenied",
+		Fields: map[string]string{"after": "abort"}}
+	if !recovery.FailedAfterAbort(ev) {
+		t.Fatal("FailedAfterAbort does not recognise the driver's marker")
+	}
+	raw := string(rawJSON(FailureBlocks(ev, 1, nil)))
+	for _, action := range []string{ActionRetry, ActionSkip, ActionAbort} {
+		if strings.Contains(raw, action) {
+			t.Errorf("a failure after the abort offers %s, which the engine refuses: %s", action, raw)
+		}
+	}
+	if !strings.Contains(raw, "after the abort") || !strings.Contains(raw, "AccessDenied") {
+		t.Errorf("blocks = %s, want the failure said as a clean-up failure after the abort", raw)
+	}
+}
+
 func TestRenderingStaysWithinSlackLimitsForHugeInputs(t *testing.T) {
 	v := boardView()
 	huge := strings.Repeat("e", 10000)

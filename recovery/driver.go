@@ -634,7 +634,7 @@ func (d *driver) execute(s Step, rec state.StepRecord) {
 			// Nobody decides on an aborted run: the failure is told, and the
 			// run ends aborted with it in its error.
 			ev.Error += " — the run was aborted, so it ends aborted without this step: finish it by hand"
-			ev.Fields = map[string]string{"after": "abort"}
+			ev.Fields = map[string]string{fieldAfter: afterAbort}
 		}
 		if d.commit(func(tx *state.Tx) error { return tx.PutStep(rec) }, ev) != nil {
 			result(true)

@@ -68,3 +68,14 @@ type NotifierFunc func(ctx context.Context, ev Event) (string, error)
 
 // Notify calls f.
 func (f NotifierFunc) Notify(ctx context.Context, ev Event) (string, error) { return f(ctx, ev) }
+
+// fieldAfter and afterAbort mark the failure of a clean-up step that ran
+// after an abort (see Step.OnAbort).
+const fieldAfter, afterAbort = "after", "abort"
+
+// FailedAfterAbort reports whether ev is a clean-up step's failure after
+// the run was aborted: nobody can retry, skip or abort it any more, so it
+// offers no decision.
+func FailedAfterAbort(ev Event) bool {
+	return ev.Kind == EventStepFailed && ev.Fields[fieldAfter] == afterAbort
+}
