@@ -585,8 +585,9 @@ func (s *sandbox) finish(ctx context.Context, run state.Run, statePath, logPath 
 // the channel was written by the postmortem step, before the run ended.
 func (s *sandbox) postmortem(ctx context.Context, run state.Run) (string, string) {
 	var file slackfake.File
-	if run.Status != state.RunSucceeded {
-		// The postmortem step uploads only at the end of a run that got there.
+	if run.Status != state.RunSucceeded && run.Status != state.RunAborted {
+		// The postmortem step uploads at the end of a run that got there,
+		// and after an abort (it runs then too); not for a failed run.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 0)
 		defer cancel()

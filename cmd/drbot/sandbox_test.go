@@ -141,6 +141,10 @@ func TestSandboxInteractiveRejectAtTheMergeGateThenAbortEndsTheRunAborted(t *tes
 		"Your call as @oncall: [r]etry, [s]kip or [a]bort?", "@oncall pressed [Abort run]",
 		"board │ ⊘ ABORTED", "- Outcome: **aborted** by <@U0ONCALL> at ", "- Aborted at: ",
 	)
+	// The post-mortem step's upload after the abort (the line is wrapped at 80 columns).
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "drbot uploaded it to the channel as postmortem-") {
+		t.Error("the sandbox did not wait for the post-mortem the step uploaded after the abort")
+	}
 	// The post-mortem step still runs after the abort, though the steps it
 	// depends on never ran.
 	abort, written := strings.Index(out, "@oncall pressed [Abort run]"), strings.Index(out, "✓ postmortem succeeded")
