@@ -17,12 +17,14 @@ func TestDropConnectionCutsTheSocketWithoutWarningAndTheClientComesBack(t *testi
 	if !e.srv.DropConnection() {
 		t.Fatal("DropConnection found no live connection")
 	}
-	if e.srv.DropConnection() {
-		t.Error("a second DropConnection found a live connection; the first did not forget it")
+	// The client may already have reconnected: a second drop may only find
+	// a live connection if it is a new one.
+	if e.srv.DropConnection() && e.srv.Connections() == 1 {
+		t.Error("a second DropConnection found the dropped connection live; the first did not forget it")
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
 	defer cancel()
-	if err := e.srv.WaitFor(ctx, "reconnect", func() bool { return e.srv.Connections() == 2 }); err != nil {
+	if err := e.srv.WaitFor(ctx, "reconnect", func() bool { return e.srv.Connections() >= 2 }); err != nil {
 		t.Fatal(err)
 	}
 	id, err := e.srv.SlashCommand(e.ctx, "U1", "C1", "/dr", "status")
