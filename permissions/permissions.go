@@ -132,6 +132,7 @@ type Step struct {
 	DependsOn []string
 	Gate      string
 	Drill     bool // runs only in drills
+	OnAbort   bool // runs after an abort too (recovery.Step.OnAbort)
 	Need      Need
 	Doc       Doc
 }

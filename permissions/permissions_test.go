@@ -123,3 +123,22 @@ func TestRenderedPolicyGrantsStarOnlyToUnscopedActions(t *testing.T) {
 		t.Errorf("the * statement is %s", star)
 	}
 }
+
+func TestRunbookSaysWhichStepsRunAfterAnAbort(t *testing.T) {
+	doc := string(Runbook(Set{Steps: []Step{
+		{ID: "postmortem", Title: "Write the post-mortem", Phase: "close", OnAbort: true},
+		{ID: "teardown", Title: "Tear the drill down", Phase: "close", Drill: true, OnAbort: true},
+		{ID: "deploy.watch", Title: "Watch", Phase: "deploy"},
+	}}))
+	for _, want := range []string{
+		"Write the post-mortem (also after an abort)",
+		"Tear the drill down (drills only; also after an abort)",
+		"**Write the post-mortem.** Phase close, runs after an abort too.",
+		"**Tear the drill down.** Phase close, drills only, runs after an abort too.",
+		"**Watch.** Phase deploy.\n",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("the runbook lacks %q:\n%s", want, doc)
+		}
+	}
+}

@@ -38,8 +38,13 @@ func Runbook(s Set) []byte {
 			gate = st.Gate
 		}
 		title := st.Title
-		if st.Drill {
+		switch {
+		case st.Drill && st.OnAbort:
+			title += " (drills only; also after an abort)"
+		case st.Drill:
 			title += " (drills only)"
+		case st.OnAbort:
+			title += " (also after an abort)"
 		}
 		fmt.Fprintf(&b, "| %d | [`%s`](#%s) %s | %s | %s | %s |\n", i+1, st.ID, anchor(st.ID), title, st.Phase, deps, gate)
 	}
@@ -48,6 +53,9 @@ func Runbook(s Set) []byte {
 		fmt.Fprintf(&b, "**%s.** Phase %s", st.Title, st.Phase)
 		if st.Drill {
 			b.WriteString(", drills only")
+		}
+		if st.OnAbort {
+			b.WriteString(", runs after an abort too")
 		}
 		b.WriteString(".\n\n")
 		fmt.Fprintf(&b, "**What it does.** %s\n\n", st.Doc.Does)

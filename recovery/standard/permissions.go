@@ -132,7 +132,7 @@ func Permissions() permissions.Set {
 	for _, s := range Steps() {
 		d := declarations[s.ID]
 		d.ID, d.Title, d.Phase = s.ID, s.Title, string(s.Phase)
-		d.Drill = len(s.Modes) > 0
+		d.Drill, d.OnAbort = len(s.Modes) > 0, s.OnAbort
 		d.DependsOn, d.Gate = s.DependsOn, string(s.Gate)
 		steps = append(steps, d)
 	}
