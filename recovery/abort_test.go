@@ -84,14 +84,7 @@ func TestDecisionsDuringTheCleanUpAfterAnAbortStartNothingAndASecondAbortIsANoOp
 		return Result{}, nil
 	}
 	h := newHarness(t, abortBook(&j, ok, teardown), Options{})
-	run, err := h.eng.Start(StartRequest{Target: "prod-eu", Mode: state.ModeDrill, Initiator: "U_INIT"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.waitRun(run.ID, state.RunBlocked)
-	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, Kind: DecideAbort, By: "U_OPS"}); err != nil {
-		t.Fatal(err)
-	}
+	run := startBlockedDrillAndAbort(t, h)
 	select {
 	case <-inTeardown:
 	case <-time.After(10 * time.Second):
@@ -228,14 +221,7 @@ func TestACleanUpStepThatFailsAfterAnAbortIsReportedAndTheRunStillEndsAborted(t 
 		return Result{}, Retryable(errors.New("ThrottlingException: rate exceeded"))
 	}
 	h := newHarness(t, abortBook(&j, postmortem, teardown), Options{})
-	run, err := h.eng.Start(StartRequest{Target: "prod-eu", Mode: state.ModeDrill, Initiator: "U_INIT"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.waitRun(run.ID, state.RunBlocked)
-	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, Kind: DecideAbort, By: "U_OPS"}); err != nil {
-		t.Fatal(err)
-	}
+	run := startBlockedDrillAndAbort(t, h)
 	got := h.waitRun(run.ID, state.RunAborted)
 	for _, want := range []string{"aborted by U_OPS", "postmortem (reading the journal: disk gone)", "teardown (ThrottlingException"} {
 		if !strings.Contains(got.Error, want) {
@@ -350,4 +336,19 @@ func TestAbortStepsKeepTheDAGOrderWhateverTheDeclarationOrder(t *testing.T) {
 	if got := strings.Join(ids, " "); got != "postmortem teardown notes" {
 		t.Errorf("AbortSteps = %s, want postmortem teardown notes", got)
 	}
+}
+
+// startBlockedDrillAndAbort starts a drill of abortBook, waits for it to
+// block at its failing step and has U_OPS abort it.
+func startBlockedDrillAndAbort(t *testing.T, h *harness) state.Run {
+	t.Helper()
+	run, err := h.eng.Start(StartRequest{Target: "prod-eu", Mode: state.ModeDrill, Initiator: "U_INIT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, state.RunBlocked)
+	if _, err := h.eng.Decide(DecisionRequest{RunID: run.ID, Kind: DecideAbort, By: "U_OPS"}); err != nil {
+		t.Fatal(err)
+	}
+	return run
 }

@@ -25,7 +25,8 @@ type Schedule struct {
 
 // Schedule places every step at its earliest start given its dependencies
 // and estimates, and finds the critical path. It assumes enough
-// concurrency for every ready step, which the default of 4 nearly gives.
+// concurrency for every ready step, which DefaultConcurrency gives the
+// standard runbook.
 func (rb *Runbook) Schedule() Schedule {
 	finish := map[string]time.Duration{}
 	via := map[string]string{} // the dependency that finishes last
@@ -47,7 +48,10 @@ func (rb *Runbook) Schedule() Schedule {
 	}
 	var last string
 	for _, s := range rb.steps {
-		if f := visit(s.ID); f > out.Total || last == "" {
+		// On a tie the later step wins, as among dependencies above: the
+		// path then runs to the end of the table through steps that take
+		// no time (the post-mortem after the verification).
+		if f := visit(s.ID); f >= out.Total || last == "" {
 			out.Total, last = f, s.ID
 		}
 		out.Sequential += s.Estimate

@@ -160,56 +160,20 @@ func handLatencies(l world.Latencies) map[string]time.Duration {
 	return m
 }
 
-// criticalPath is the longest path through book's dependency graph with
-// each step lasting d[step]: no scheduler can finish sooner.
-func criticalPath(book *recovery.Runbook, d map[string]time.Duration) (time.Duration, []string) {
-	type best struct {
-		end  time.Duration
-		path []string
+// latencySchedule is the plan's schedule of book (recovery.Runbook.Schedule)
+// with each step lasting d[step] instead of its estimate: its Total is the
+// critical-path bound no scheduler can beat, its Sequential the same
+// latencies one after another.
+func latencySchedule(book *recovery.Runbook, d map[string]time.Duration) recovery.Schedule {
+	steps := book.Steps()
+	for i := range steps {
+		steps[i].Estimate = d[steps[i].ID]
 	}
-	memo := map[string]best{}
-	var visit func(id string) best
-	visit = func(id string) best {
-		if b, ok := memo[id]; ok {
-			return b
-		}
-		s, _ := book.Step(id)
-		var longest best
-		for _, dep := range s.DependsOn {
-			if b := visit(dep); b.end > longest.end || longest.path == nil {
-				longest = b
-			}
-		}
-		b := best{end: longest.end + d[id], path: append(append([]string(nil), longest.path...), id)}
-		memo[id] = b
-		return b
+	rb, err := recovery.NewRunbook(steps)
+	if err != nil {
+		panic(err) // the same steps book was validated with
 	}
-	var out best
-	for _, s := range book.Steps() {
-		if b := visit(s.ID); b.end >= out.end {
-			out = b
-		}
-	}
-	return out.end, out.path
-}
-
-// sumLatencies is every step's latency one after another.
-func sumLatencies(book *recovery.Runbook, d map[string]time.Duration) time.Duration {
-	var sum time.Duration
-	for _, s := range book.Steps() {
-		sum += d[s.ID]
-	}
-	return sum
-}
-
-// handEstimates is the runbook's own estimate of the hand process (the
-// Estimate of every step, the "60 minutes" of DESIGN §1).
-func handEstimates(book *recovery.Runbook) time.Duration {
-	var sum time.Duration
-	for _, s := range book.Steps() {
-		sum += s.Estimate
-	}
-	return sum
+	return rb.Schedule()
 }
 
 type benchReport struct {
@@ -387,11 +351,12 @@ func benchMTTR(b *testing.B, services int) mttrResult {
 		b.Fatal(err)
 	}
 	book := std.ForMode(state.ModeRecovery)
-	bound, path := criticalPath(book, stepLatencies(lat))
-	r := mttrResult{Services: services, Speed: benchSpeed, Path: path,
+	sched := latencySchedule(book, stepLatencies(lat))
+	bound := sched.Total
+	r := mttrResult{Services: services, Speed: benchSpeed, Path: sched.CriticalPath,
 		BoundMin:   bound.Minutes(),
-		HandSeqMin: sumLatencies(book, handLatencies(lat)).Minutes(),
-		HandEstMin: handEstimates(book).Minutes(),
+		HandSeqMin: latencySchedule(book, handLatencies(lat)).Sequential.Minutes(),
+		HandEstMin: book.Schedule().Sequential.Minutes(), // the runbook's estimates: DESIGN §1's 60 minutes
 	}
 
 	// Argo CD refreshes on GitLab's push webhook within seconds: 50 ms here.
@@ -440,13 +405,16 @@ func benchMTTR(b *testing.B, services int) mttrResult {
 	r.ReplayRatio = r.ReplayMin / r.BoundMin
 	r.OwnSec = (replayed - bound).Seconds()
 	r.Steps = map[string][4]float64{}
-	starts := boundSchedule(book, stepLatencies(lat))
+	planned := map[string]recovery.Scheduled{}
+	for _, s := range sched.Steps {
+		planned[s.Step.ID] = s
+	}
 	for id, rec := range recs {
 		if rec.Status != state.StepSucceeded {
 			r.Errors = append(r.Errors, fmt.Sprintf("step %s: %s %s", id, rec.Status, rec.Error))
 		}
 		m := func(t time.Time) float64 { return (t.Sub(run.StartedAt) * benchSpeed).Minutes() }
-		r.Steps[id] = [4]float64{m(rec.StartedAt), m(rec.FinishedAt), starts[id].Minutes(), (starts[id] + stepLatencies(lat)[id]).Minutes()}
+		r.Steps[id] = [4]float64{m(rec.StartedAt), m(rec.FinishedAt), planned[id].Start.Minutes(), planned[id].Finish.Minutes()}
 	}
 	sort.Strings(r.Errors)
 
@@ -474,28 +442,6 @@ func benchMTTR(b *testing.B, services int) mttrResult {
 	}
 	r.WatchSec = recs[standard.DeployWatch].FinishedAt.Sub(merged).Seconds()
 	return r
-}
-
-// boundSchedule is each step's earliest start in the bound's schedule.
-func boundSchedule(book *recovery.Runbook, d map[string]time.Duration) map[string]time.Duration {
-	start := map[string]time.Duration{}
-	var visit func(id string) time.Duration
-	visit = func(id string) time.Duration {
-		if s, ok := start[id]; ok {
-			return s
-		}
-		st, _ := book.Step(id)
-		var at time.Duration
-		for _, dep := range st.DependsOn {
-			at = max(at, visit(dep)+d[dep])
-		}
-		start[id] = at
-		return at
-	}
-	for _, s := range book.Steps() {
-		visit(s.ID)
-	}
-	return start
 }
 
 // benchCost recovers services at zero added latency with drbot as a
@@ -723,38 +669,26 @@ func TestCriticalPathOfTheStandardRunbookFollowsTheClusterAndTheDeployWatch(t *t
 	}
 	book := std.ForMode(state.ModeRecovery)
 	lat := world.Realistic()
-	bound, path := criticalPath(book, stepLatencies(lat))
+	sched := latencySchedule(book, stepLatencies(lat))
+	bound, path := sched.Total, sched.CriticalPath
 	want := lat.EKSControlPlane + max(lat.NodeGroup, lat.EKSAddon) + lat.AddonPodsReady + lat.AppsHealthySpread + lat.CloudFrontDeploy
 	if bound != want {
 		t.Errorf("bound = %s, want %s (path %v)", bound, want, path)
 	}
-	if benchHas(path, standard.AddonsIstioGW) || benchHas(path, standard.EndpointsDiscover) {
+	if slices.Contains(path, standard.AddonsIstioGW) || slices.Contains(path, standard.EndpointsDiscover) {
 		t.Errorf("critical path %v runs through the gateway; only the cutover should wait for it", path)
 	}
 	for _, id := range []string{standard.ClusterCreate, standard.GitOpsMerge, standard.DeployWatch, standard.EndpointsApply, standard.EndpointsVerify, standard.Postmortem} {
-		if !benchHas(path, id) {
+		if !slices.Contains(path, id) {
 			t.Errorf("critical path %v lacks %s", path, id)
 		}
 	}
-	if hand := sumLatencies(book, handLatencies(lat)); hand <= bound {
+	if hand := latencySchedule(book, handLatencies(lat)).Sequential; hand <= bound {
 		t.Errorf("hand process %s is not longer than the bound %s", hand, bound)
 	}
-	if est := handEstimates(book); est < 55*time.Minute || est > 65*time.Minute {
+	if est := book.Schedule().Sequential; est < 55*time.Minute || est > 65*time.Minute {
 		t.Errorf("the runbook's estimates add up to %s, want about the 60 minutes of the hand process", est)
 	}
-	starts := boundSchedule(book, stepLatencies(lat))
-	if got := starts[standard.EndpointsVerify] + stepLatencies(lat)[standard.EndpointsVerify]; got != bound {
-		t.Errorf("the schedule ends verify at %s, want the bound %s", got, bound)
-	}
-}
-
-func benchHas(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // The busiest minute and second are sliding windows, and a method over

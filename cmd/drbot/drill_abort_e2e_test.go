@@ -4,19 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/drbot/drbot/bot"
-	"github.com/drbot/drbot/config"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
-	"github.com/drbot/drbot/test/awsfake"
 	"github.com/drbot/drbot/test/world"
 )
 
@@ -28,32 +23,11 @@ func TestDrillAbortedAfterItsCutoverIsStillTornDownAndGetsItsPostmortem(t *testi
 	if testing.Short() {
 		t.Skip("runs two Kubernetes control planes and a whole drill through every stand-in (about 70 s)")
 	}
-	w := dxWorld{world.Start(t, world.Options{Target: dxTarget, Drill: true, Services: 4, AWS: awsfake.Options{EKSCreateDelay: 2 * time.Second}})}
-	clk := &movableClock{now: time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)}
-	var live atomic.Pointer[state.Store]
-	cfg, err := w.Config(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Drills = []config.Drill{{Name: "december", Schedule: "0 10 2 12 *", Timezone: "UTC", Target: dxTarget,
-		Announce: []config.Duration{config.Duration(time.Hour)}, OnPoint: []string{world.UserSRE}, Teardown: true,
-		PreApprove: []string{"merge", "cutover"}}}
-	std, err := standard.Runbook()
-	if err != nil {
-		t.Fatal(err)
-	}
-	book, rollback, err := wireActions(cfg, std, slog.New(slog.NewTextHandler(io.Discard, nil)), live.Load)
-	if err != nil {
-		t.Fatal(err)
-	}
-	book, err = book.WithActions(map[string]recovery.Action{standard.EndpointsVerify: func(context.Context, *recovery.StepContext) (recovery.Result, error) {
-		return recovery.Result{}, recovery.Permanent(errors.New("https://api.dr.example.com/healthz answered 503 through the new endpoint"))
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &e2e{t: t, slack: w.Slack, cfg: cfg, done: make(chan error, 1)}
-	e.start(book, serveOptions{drillClock: clk.Now, drillTick: 20 * time.Millisecond, rollback: rollback, onStore: live.Store})
+	w, e, _, clk := dxStart(t, 4, 2*time.Second, map[string]recovery.Action{
+		standard.EndpointsVerify: func(context.Context, *recovery.StepContext) (recovery.Result, error) {
+			return recovery.Result{}, recovery.Permanent(errors.New("https://api.dr.example.com/healthz answered 503 through the new endpoint"))
+		},
+	})
 
 	clk.Set(time.Date(2026, 12, 2, 9, 0, 30, 0, time.UTC))
 	e.waitFor("the drill announcement", func() bool {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/argocd"
 	"github.com/drbot/drbot/recovery/gitops/gitopstest"
 	"github.com/drbot/drbot/recovery/iam"
@@ -56,28 +57,7 @@ func TestScheduledDrillRunsEveryPhaseThroughTheStandInsAndLeavesNothingBehind(t 
 	began := time.Now()
 	// EKS takes a few seconds to build the control plane, so the run
 	// waits for it as it does in production.
-	w := dxWorld{world.Start(t, world.Options{Target: dxTarget, Drill: true, Services: 6, AWS: awsfake.Options{EKSCreateDelay: 5 * time.Second}})}
-
-	clk := &movableClock{now: time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)}
-	var live atomic.Pointer[state.Store]
-	cfg, err := w.Config(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// One drill of drill-eu that passes both gates by itself.
-	cfg.Drills = []config.Drill{{Name: "december", Schedule: "0 10 2 12 *", Timezone: "UTC", Target: dxTarget,
-		Announce: []config.Duration{config.Duration(time.Hour)}, OnPoint: []string{world.UserSRE}, Teardown: true,
-		PreApprove: []string{"merge", "cutover"}}}
-	std, err := standard.Runbook()
-	if err != nil {
-		t.Fatal(err)
-	}
-	book, rollback, err := wireActions(cfg, std, slog.New(slog.NewTextHandler(io.Discard, nil)), live.Load)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &e2e{t: t, slack: w.Slack, cfg: cfg, done: make(chan error, 1)}
-	e.start(book, serveOptions{drillClock: clk.Now, drillTick: 20 * time.Millisecond, rollback: rollback, onStore: live.Store})
+	w, e, book, clk := dxStart(t, 6, 5*time.Second, nil)
 
 	// The announcement, an hour before the start.
 	clk.Set(time.Date(2026, 12, 2, 9, 0, 30, 0, time.UTC))
@@ -157,6 +137,42 @@ func TestScheduledDrillRunsEveryPhaseThroughTheStandInsAndLeavesNothingBehind(t 
 // dxWorld is the drill's surroundings: the shared world, with the
 // drill's checks on it.
 type dxWorld struct{ *world.World }
+
+// dxStart starts a world of services for drill-eu (EKS taking eksDelay
+// to build the control plane) and drbot serving it with the fully wired
+// standard runbook, actions in override replacing the real ones. The
+// config schedules one drill, "december", at 10:00 on 2 December,
+// announced an hour before, that passes both gates by itself; the drill
+// scheduler reads the returned clock, set to 08:00 that day.
+func dxStart(t *testing.T, services int, eksDelay time.Duration, override map[string]recovery.Action) (*dxWorld, *e2e, *recovery.Runbook, *movableClock) {
+	t.Helper()
+	w := &dxWorld{world.Start(t, world.Options{Target: dxTarget, Drill: true, Services: services, AWS: awsfake.Options{EKSCreateDelay: eksDelay}})}
+	clk := &movableClock{now: time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)}
+	var live atomic.Pointer[state.Store]
+	cfg, err := w.Config(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Drills = []config.Drill{{Name: "december", Schedule: "0 10 2 12 *", Timezone: "UTC", Target: dxTarget,
+		Announce: []config.Duration{config.Duration(time.Hour)}, OnPoint: []string{world.UserSRE}, Teardown: true,
+		PreApprove: []string{"merge", "cutover"}}}
+	std, err := standard.Runbook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	book, rollback, err := wireActions(cfg, std, slog.New(slog.NewTextHandler(io.Discard, nil)), live.Load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(override) > 0 {
+		if book, err = book.WithActions(override); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &e2e{t: t, slack: w.Slack, cfg: cfg, done: make(chan error, 1)}
+	e.start(book, serveOptions{drillClock: clk.Now, drillTick: 20 * time.Millisecond, rollback: rollback, onStore: live.Store})
+	return w, e, book, clk
+}
 
 // watchLoadBalancers polls the stand-in's load balancers until the test
 // ends and returns what it saw, by DNS name.
