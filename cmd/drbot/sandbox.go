@@ -585,9 +585,11 @@ func (s *sandbox) finish(ctx context.Context, run state.Run, statePath, logPath 
 // the channel was written by the postmortem step, before the run ended.
 func (s *sandbox) postmortem(ctx context.Context, run state.Run) (string, string) {
 	var file slackfake.File
-	if run.Status != state.RunSucceeded && run.Status != state.RunAborted {
-		// The postmortem step uploads at the end of a run that got there,
-		// and after an abort (it runs then too); not for a failed run.
+	var pm state.StepRecord
+	_ = s.d.srv.store.View(func(tx *state.Tx) (err error) { pm, _, err = tx.Step(run.ID, standard.Postmortem); return })
+	if pm.Status != state.StepSucceeded {
+		// Only a post-mortem step that ran uploads a file (it runs at the
+		// end of a run that got there, and after an abort).
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 0)
 		defer cancel()
