@@ -475,7 +475,7 @@ func (d *driver) cleanUp() bool {
 	for _, s := range d.book.AbortSteps() {
 		rec := d.recs[s.ID]
 		switch rec.Status {
-		case state.StepPending, state.StepWaiting, "":
+		case state.StepPending, "": // never waiting: OnAbort steps have no gate
 			if rec.Budget == 0 {
 				rec.Budget = d.e.opts.Retry.MaxAttempts
 			}
