@@ -261,10 +261,7 @@ func testNoCutoverNoCalls(t *testing.T, kc *kubeenv.Cluster) {
 	before := w.edgeState(e)
 	rb := w.newCutover()
 	td := w.teardown()
-	steps := withCutover([]recovery.Step{
-		steptest.Stub("cluster.create", recovery.PhaseProvision, map[string]string{"cluster_name": "drill-nocut", "region": region}),
-		{ID: teardown.StepID, Phase: recovery.PhaseClose, DependsOn: []string{"cluster.create"}, Action: td.Action},
-	}, cutoverSteps(rb, true, false), nil)
+	steps := withCutover(onlyTeardown("drill-nocut", td), cutoverSteps(rb, true, false), nil)
 	// The cutover gate is rejected and the apply skipped: plan journaled
 	// its rollback record, apply never ran.
 	res := drive(t, steps, func(eng *recovery.Engine, r steptest.Result) {
@@ -301,10 +298,7 @@ func testApplyFailedHalfWay(t *testing.T, kc *kubeenv.Cluster) {
 	before := w.edgeState(e)
 	rb := w.newCutover()
 	td := w.teardown()
-	steps := withCutover([]recovery.Step{
-		steptest.Stub("cluster.create", recovery.PhaseProvision, map[string]string{"cluster_name": "drill-half", "region": region}),
-		{ID: teardown.StepID, Phase: recovery.PhaseClose, DependsOn: []string{"cluster.create"}, Action: td.Action},
-	}, cutoverSteps(rb, false, false), nil)
+	steps := withCutover(onlyTeardown("drill-half", td), cutoverSteps(rb, false, false), nil)
 	// CloudFront refuses the apply's update: the Route 53 row has moved,
 	// the others have not. The operator skips the failed apply.
 	w.aws.Inject("cloudfront", "UpdateDistribution", awsfake.Fault{Code: "AccessDenied", Message: "not allowed (injected)", Status: http.StatusForbidden})
@@ -454,10 +448,7 @@ func testCrashAfterRollback(t *testing.T, kc *kubeenv.Cluster) {
 	defer crash()
 	rb.after = crash
 	td := w.teardown()
-	steps := withCutover([]recovery.Step{
-		steptest.Stub("cluster.create", recovery.PhaseProvision, map[string]string{"cluster_name": "drill-crash", "region": region}),
-		{ID: teardown.StepID, Phase: recovery.PhaseClose, DependsOn: []string{"cluster.create"}, Action: td.Action},
-	}, cutoverSteps(rb, false, true), nil)
+	steps := withCutover(onlyTeardown("drill-crash", td), cutoverSteps(rb, false, true), nil)
 	store, runID := crashRun(t, ctx, steps)
 	first := steptest.Load(t, store, runID)
 	if rec := first.Steps[teardown.StepID]; rec.Status != state.StepRunning || rec.Outputs[teardown.OutputKey(teardown.PartCutover)] != "" {
@@ -490,10 +481,7 @@ func testRollbackNotWired(t *testing.T, kc *kubeenv.Cluster) {
 	rb := w.newCutover()
 	w.cut = nil // the cutover steps have it, teardown does not
 	td := w.teardown()
-	steps := withCutover([]recovery.Step{
-		steptest.Stub("cluster.create", recovery.PhaseProvision, map[string]string{"cluster_name": "drill-unwired", "region": region}),
-		{ID: teardown.StepID, Phase: recovery.PhaseClose, DependsOn: []string{"cluster.create"}, Action: td.Action},
-	}, cutoverSteps(rb, false, true), nil)
+	steps := withCutover(onlyTeardown("drill-unwired", td), cutoverSteps(rb, false, true), nil)
 	res := w.run(steps)
 	rec := res.Steps[teardown.StepID]
 	if rec.Status != state.StepFailed || !strings.Contains(rec.Error, "[cutover] the cutover of "+targetName) || !strings.Contains(rec.Error, "without the cutover rollback (a wiring bug)") ||
@@ -601,4 +589,13 @@ func newEngine(t *testing.T, ctx context.Context, store *state.Store, steps []re
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	return eng, func() { cancel(); eng.Wait() }
+}
+
+// onlyTeardown is a drill's runbook cut down to a finished cluster.create
+// (of cluster) and the teardown, for the cutover steps to join.
+func onlyTeardown(cluster string, td *teardown.Teardown) []recovery.Step {
+	return []recovery.Step{
+		steptest.Stub("cluster.create", recovery.PhaseProvision, map[string]string{"cluster_name": cluster, "region": region}),
+		{ID: teardown.StepID, Phase: recovery.PhaseClose, DependsOn: []string{"cluster.create"}, Action: td.Action},
+	}
 }
