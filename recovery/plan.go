@@ -48,10 +48,7 @@ func (rb *Runbook) Schedule() Schedule {
 	}
 	var last string
 	for _, s := range rb.steps {
-		// On a tie the later step wins, as among dependencies above: the
-		// path then runs to the end of the table through steps that take
-		// no time (the post-mortem after the verification).
-		if f := visit(s.ID); f >= out.Total || last == "" {
+		if f := visit(s.ID); f > out.Total || last == "" {
 			out.Total, last = f, s.ID
 		}
 		out.Sequential += s.Estimate
