@@ -562,7 +562,11 @@ func (s *sandbox) finish(ctx context.Context, run state.Run, statePath, logPath 
 		s.t.fullBoard(s.board)
 	}
 
-	md, where := s.postmortem(wctx, run)
+	// The upload has its own deadline: it is the outbox's last entry, which
+	// may still wait behind step lines when the board already shows the end.
+	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer pcancel()
+	md, where := s.postmortem(pctx, run)
 	fmt.Fprintln(s.t.out)
 	s.t.printf("Post-mortem of run %s (%s):", run.ID, where)
 	fmt.Fprintln(s.t.out, strings.Repeat("─", s.t.cols()))
