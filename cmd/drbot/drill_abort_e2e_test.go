@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awseks "github.com/aws/aws-sdk-go-v2/service/eks"
 
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/standard"
 	"github.com/drbot/drbot/state"
+	"github.com/drbot/drbot/test/awsfake"
 	"github.com/drbot/drbot/test/world"
 )
 
@@ -82,4 +87,61 @@ func TestDrillAbortedAfterItsCutoverIsStillTornDownAndGetsItsPostmortem(t *testi
 	})
 	w.checkCutoverRestored(t, before, e.step(run.ID, standard.Teardown))
 	w.checkNothingLeft(t)
+}
+
+// A drill aborted while EKS is still creating its cluster, the step that
+// takes longest: the teardown deletes the cluster EKS is still creating,
+// closes the merge request made meanwhile, and the run ends aborted with
+// its post-mortem.
+func TestDrillAbortedWhileItsClusterIsCreatingDeletesTheCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two Kubernetes control planes and a drill through every stand-in (about 20 s)")
+	}
+	w, e, _, clk := dxStart(t, 2, 10*time.Minute, nil)
+	clk.Set(time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC))
+	e.waitFor("the drill run", func() bool { return e.run().Slack.ChannelID != "" })
+	run := e.run()
+	eksAPI := awseks.NewFromConfig(w.AWS.Config(w.AdminAWS()))
+	status := func() string {
+		out, err := eksAPI.DescribeCluster(p12Ctx(t), &awseks.DescribeClusterInput{Name: aws.String(w.Cluster)})
+		if err != nil {
+			return err.Error()
+		}
+		return string(out.Cluster.Status)
+	}
+	e.waitFor("the cluster being created and the merge request", func() bool {
+		return status() == "CREATING" && len(w.GitLab.MergeRequests(world.Project)) == 1
+	})
+
+	e.command(world.UserLead, `abort --reason "drill cancelled"`)
+	e.waitLong("the aborted drill to end", func() bool { return e.run().Status.Finished() })
+	if got := e.run(); got.Status != state.RunAborted || got.Error != "aborted by "+world.UserLead {
+		w.failedSteps(t, e, run.ID)
+		t.Fatalf("drill = %s %q, want aborted by %s with nothing failed after the abort", got.Status, got.Error, world.UserLead)
+	}
+	td := e.step(run.ID, standard.Teardown)
+	if td.Status != state.StepSucceeded {
+		t.Fatalf("teardown = %s: %s", td.Status, td.Error)
+	}
+	if st := status(); !strings.Contains(st, "ResourceNotFoundException") {
+		t.Errorf("cluster %s after the teardown: %s, want it gone", w.Cluster, st)
+	}
+	if w.AWS.CallsTo(awsfake.ServiceEKS, "CreateNodegroup") != 0 {
+		t.Error("cluster.create went on to create the node group after the abort")
+	}
+	mrs := w.GitLab.MergeRequests(world.Project)
+	if len(mrs) != 1 || mrs[0].State == "opened" {
+		t.Errorf("merge requests = %+v, want the drill's one closed", mrs)
+	}
+	if br := w.GitLab.Branches(world.Project); !slices.Equal(br, []string{"main"}) {
+		t.Errorf("branches = %v, want only main", br)
+	}
+	e.waitFor("the post-mortem file", func() bool {
+		for _, f := range e.slack.Files() {
+			if f.Filename == "postmortem-"+run.ID+".md" && bytes.Contains(f.Content, []byte("- Aborted at: `cluster.create`")) {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,6 +49,14 @@ func (x *attempt) drClient(ctx context.Context, part, what, fix string) (dynamic
 	}
 	if ok, why := x.ours(cl); !ok {
 		return nil, "left alone: " + why // the cluster part lists the cluster itself
+	}
+	// A drill aborted early never got into its cluster: nothing can have
+	// made nodes or load balancers there.
+	switch {
+	case cl.Status == ekstypes.ClusterStatusCreating:
+		return nil, "none: cluster " + x.cluster + " is still being created"
+	case cl.Tags[tagRunEKS] == x.sc.Run().ID && x.output(stepClusterAccess, "endpoint") == "":
+		return nil, "none: " + stepClusterAccess + " never connected to cluster " + x.cluster + ", so nothing was installed in it"
 	}
 	if x.t.opts.DR == nil {
 		x.leave(part, what+" of "+x.cluster, errors.New("teardown was built without access to the DR cluster (a wiring bug)"), fix)
