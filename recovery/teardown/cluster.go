@@ -117,9 +117,19 @@ func (x *attempt) deleteEKS(ctx context.Context) (string, error) {
 			x.leave(PartCluster, what, err, fix)
 			return "", nil
 		}
-		for _, ng := range ngs {
+		// A node group EKS is still creating or updating may refuse to be
+		// deleted (ResourceInUseException): it is asked again while waiting.
+		refused := map[string]bool{}
+		deleteNodegroup := func(ctx context.Context, ng string) error {
 			_, err := api.DeleteNodegroup(ctx, &awseks.DeleteNodegroupInput{ClusterName: aws.String(x.cluster), NodegroupName: aws.String(ng)})
-			if err != nil && !isNotFound(err) && recovery.ErrorCode(err) != "ResourceInUseException" {
+			refused[ng] = recovery.ErrorCode(err) == "ResourceInUseException"
+			if err != nil && !isNotFound(err) && !refused[ng] {
+				return err
+			}
+			return nil
+		}
+		for _, ng := range ngs {
+			if err := deleteNodegroup(ctx, ng); err != nil {
 				x.leave(PartCluster, "EKS node group "+ng+" of "+x.cluster, fmt.Errorf("deleting it: %w", err), fix)
 				return "", nil
 			}
@@ -143,6 +153,13 @@ func (x *attempt) deleteEKS(ctx context.Context) (string, error) {
 			left, err := x.listNodegroups(ctx, api)
 			if err != nil {
 				return false, "", err
+			}
+			for _, ng := range left {
+				if refused[ng] {
+					if err := deleteNodegroup(ctx, ng); err != nil {
+						return false, "", fmt.Errorf("deleting node group %s: %w", ng, err)
+					}
+				}
 			}
 			return len(left) == 0, "DELETING (" + strings.Join(left, ", ") + ")", nil
 		})
