@@ -172,8 +172,16 @@ func (x *attempt) deleteEKS(ctx context.Context) (string, error) {
 		if err := x.sc.SaveHandle(arn); err != nil {
 			return "", err
 		}
-		_, err = api.DeleteCluster(ctx, &awseks.DeleteClusterInput{Name: aws.String(x.cluster)})
-		if err != nil && !isNotFound(err) {
+		// EKS refuses while an update (an add-on's deletion) is in
+		// progress: ask again until it accepts.
+		err = x.waitFor(ctx, "deletion of cluster "+x.cluster, func(ctx context.Context) (bool, string, error) {
+			_, err := api.DeleteCluster(ctx, &awseks.DeleteClusterInput{Name: aws.String(x.cluster)})
+			if recovery.ErrorCode(err) == "ResourceInUseException" {
+				return false, "refused (ResourceInUseException)", nil
+			}
+			return err == nil || isNotFound(err), "", err
+		})
+		if err != nil {
 			x.leave(PartCluster, what, fmt.Errorf("deleting it: %w", err), fix)
 			return "", nil
 		}

@@ -69,7 +69,7 @@ func TestTeardown(t *testing.T) {
 	t.Run("AJournaledCutoverPartIsNotRedoneOnRetry", func(t *testing.T) { testCutoverJournaledIsSkipped(t, kc) })
 	t.Run("ACrashAfterTheRollbackRollsBackAgainChangingNothing", func(t *testing.T) { testCrashAfterRollback(t, kc) })
 	t.Run("AnUnwiredRollbackIsALeftoverAndHoldsTheRestBack", func(t *testing.T) { testRollbackNotWired(t, kc) })
-	t.Run("ANodeGroupEKSRefusesToDeleteAtFirstIsAskedAgain", func(t *testing.T) { testNodegroupDeleteRefused(t, kc) })
+	t.Run("ANodeGroupOrClusterEKSRefusesToDeleteAtFirstIsAskedAgain", func(t *testing.T) { testNodegroupDeleteRefused(t, kc) })
 
 	if got := kc.Clientset(); got != nil {
 		if _, err := got.CoreV1().Secrets("argocd").Get(ctx, "cluster-prod", metav1.GetOptions{}); err != nil {
@@ -655,11 +655,14 @@ func countCalls(calls []gitlabfake.Call, method, suffix string) int {
 }
 
 // EKS may refuse to delete a node group it is still creating (a drill
-// aborted during cluster.create): teardown asks again while it waits.
+// aborted during cluster.create), or the cluster while an add-on's
+// deletion is under way: teardown asks again while it waits.
 func testNodegroupDeleteRefused(t *testing.T, kc *kubeenv.Cluster) {
 	w := newWorld(t, kc, "drill-refused", eksProvider())
 	w.aws.Inject("eks", "DeleteNodegroup", awsfake.Fault{Code: "ResourceInUseException", Status: http.StatusConflict,
 		Message: "Nodegroup drill-refused-ng cannot be deleted while it is CREATING", Times: 2})
+	w.aws.Inject("eks", "DeleteCluster", awsfake.Fault{Code: "ResourceInUseException", Status: http.StatusConflict,
+		Message: "Cannot delete because cluster drill-refused currently has an update in progress", Times: 2})
 	res := w.run(w.steps(w.teardown(), nil, nil))
 	mustSucceed(t, res)
 	if slices.Contains(w.clusters(), "drill-refused") {
@@ -667,5 +670,8 @@ func testNodegroupDeleteRefused(t *testing.T, kc *kubeenv.Cluster) {
 	}
 	if n := w.aws.CallsTo("eks", "DeleteNodegroup"); n != 3 {
 		t.Errorf("DeleteNodegroup called %d times, want 3 (refused twice, then accepted)", n)
+	}
+	if n := w.aws.CallsTo("eks", "DeleteCluster"); n != 3 {
+		t.Errorf("DeleteCluster called %d times, want 3 (refused twice, then accepted)", n)
 	}
 }
