@@ -447,7 +447,8 @@ var declarations = map[string]permissions.Step{
 				"then drains the DR cluster's load balancers (Services, Ingresses) and Karpenter nodes, deletes the drill's Argo CD Applications and cluster Secret, " +
 				"the Vault auth mount, the DR templates from Git (a commit), the cluster (or scales the pilot light back, or terraform destroy) and the IAM roles. " +
 				"What it cannot remove is listed as a leftover with the command to remove it; if the cutover cannot be put back, nothing else is removed, so the drill's endpoints keep working load balancers. " +
-				"Runs after an abort too, after the post-mortem, so an aborted drill leaves nothing behind (unless `drills[].teardown: false`); if it then fails, the run still ends aborted and the failure names what to remove by hand.",
+				"Runs after an abort too, after the post-mortem, so an aborted drill leaves nothing behind (unless `drills[].teardown: false`); if it then fails, the run still ends aborted and the failure names what to remove by hand. " +
+				"A drill aborted while EKS still creates its cluster has nothing to drain: the cluster and its node group are deleted as they are (EKS is asked again while it refuses).",
 			Idempotent: "Everything already gone counts as removed, and a cutover row that already has its old value is skipped; only objects tagged or labelled with the drill's cluster are touched.",
 			Rollback:   "Not applicable: re-run a drill to rebuild. If the cutover part failed, `/dr rollback <run> --reason \"…\"` (or the old values in endpoints.plan's rollback record, by hand), then Retry.",
 		},
