@@ -85,11 +85,15 @@ const (
 	aliasNameSourceName = "serviceaccount_name"
 )
 
-// handleAuthPath serves auth/<mount>/... for kubernetes auth mounts.
+// handleAuthPath serves auth/<mount>/... for kubernetes and aws auth mounts
+// (logins are routed before the token check, in login.go).
 func (s *Server) handleAuthPath(req *request) *response {
 	m, rest := s.findAuthMount(strings.TrimPrefix(req.path, "auth/"))
 	if m == nil {
 		return noRoute(req.path)
+	}
+	if m.Type == "aws" {
+		return s.handleAWSAuthPath(req, m, rest)
 	}
 	if m.Type != "kubernetes" {
 		return s.unexpectedf(http.StatusNotFound, "%s /v1/%s: the %s auth method is not modelled", req.method, req.path, m.Type)

@@ -1,6 +1,7 @@
 // Package vaultfake is a stateful stand-in for the part of the Vault HTTP API
-// that drbot uses: auth mounts, the Kubernetes auth method (config and roles),
-// ACL policies, sys/capabilities-self and KV v2 reads. It is driven by the real
+// that drbot uses: auth mounts, the Kubernetes auth method (config, roles and
+// login), the aws auth method's IAM login, ACL policies,
+// sys/capabilities-self and KV v2 reads. It is driven by the real
 // github.com/hashicorp/vault/api client in tests.
 //
 // Fidelity notes (where the fake knowingly differs from Vault):
@@ -9,9 +10,31 @@
 //     "create" or "update" (Vault picks one with an existence check). The
 //     implicit "default" policy is not modelled, except that any valid token may
 //     call sys/capabilities-self and auth/token/lookup-self, as "default" allows.
-//   - Only the kubernetes auth method and KV version 2 engines have endpoints;
-//     other mount types can be enabled but any request to them is unexpected.
-//   - Login, leases, wrapping and namespaces are not modelled.
+//   - Only the kubernetes and aws auth methods and KV version 2 engines have
+//     endpoints; other mount types can be enabled but any request to them is
+//     unexpected.
+//   - auth/<mount>/login needs no token. Kubernetes login does a real
+//     TokenReview against kubernetes_host (trusting kubernetes_ca_cert, as
+//     token_reviewer_jwt or else the login JWT itself) with the role's audience,
+//     then checks the reviewed user against the role's bound names and
+//     namespaces (Vault checks the JWT's unverified claims before the review,
+//     so a made-up JWT naming an unbound account gets "not authorized" there
+//     and "permission denied" here). Namespace selectors, pem_keys and issuer
+//     checks are not modelled.
+//   - aws login is IAM only: the signed GetCallerIdentity request is checked
+//     like the plugin (POST, body, X-Vault-AWS-IAM-Server-ID value and
+//     signature) and forwarded to AWSAuthConfig.STSEndpoint with the original
+//     Host. The caller ARN is canonicalised (assumed-role to role, IAM path
+//     dropped) and matched against bound_iam_principal_arn exactly or by a
+//     trailing "*" (Vault globs the full ARN with path, resolved through
+//     iam:GetRole; unique-ID resolution is not modelled). The EC2 auth type,
+//     role inference, auth/aws/config/* endpoints and allowed STS header
+//     checks are not modelled.
+//   - Login tokens carry the role's token_policies (plus "default" unless
+//     token_no_default_policy) and expire after token_ttl (768h when unset);
+//     an expired token is refused with 403. Renewal (auth/token/renew-self),
+//     revocation, token_max_ttl, periods, num_uses, bound CIDRs, batch tokens,
+//     entities and aliases, leases, wrapping and namespaces are not modelled.
 //   - auth/<mount>/config is stricter than Vault: kubernetes_ca_cert, when set,
 //     must hold a PEM certificate (catches a base64 DescribeCluster CA passed
 //     as-is) and an invalid token_reviewer_jwt is a 400 (Vault answers 500).
@@ -34,6 +57,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Call is one request the fake received. Tokens and bodies are not kept.
@@ -62,7 +86,8 @@ type Server struct {
 
 	mu              sync.Mutex
 	rootToken       string
-	tokens          map[string][]string // token -> policies
+	tokens          map[string]*tokenEntry
+	logins          []Login
 	authMounts      map[string]*authMount
 	secretMounts    map[string]*secretMount
 	policies        map[string]string // name -> HCL text
@@ -81,6 +106,17 @@ type authMount struct {
 
 	config map[string]any // kubernetes config, nil until written
 	roles  map[string]*kubeRole
+
+	aws      *AWSAuthConfig // aws mounts: set by EnableAWSAuth
+	awsRoles map[string]*awsRole
+}
+
+// tokenEntry is a non-root token: its policies and, for tokens issued by a
+// login, when it stops working.
+type tokenEntry struct {
+	policies []string
+	expires  time.Time // zero: never
+	login    *Login    // the login that issued it, if any
 }
 
 type secretMount struct {
@@ -97,7 +133,7 @@ func New(t testing.TB) *Server {
 	s := &Server{
 		t:            t,
 		rootToken:    "hvs.fake-root-" + randomHex(8),
-		tokens:       map[string][]string{},
+		tokens:       map[string]*tokenEntry{},
 		authMounts:   map[string]*authMount{},
 		secretMounts: map[string]*secretMount{},
 		policies:     map[string]string{"default": defaultPolicy},
@@ -136,7 +172,7 @@ func (s *Server) RootToken() string { return s.rootToken }
 func (s *Server) AddToken(token string, policies ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tokens[token] = append([]string(nil), policies...)
+	s.tokens[token] = &tokenEntry{policies: append([]string(nil), policies...)}
 }
 
 // Calls returns every request received so far, in order.
@@ -195,13 +231,20 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
-
 	resp := s.decode(req, r, raw)
-	if resp == nil {
+	switch {
+	case resp != nil:
+	case isLogin(req):
+		// Anyone may call login; it calls out (TokenReview, STS), so it
+		// takes the lock itself around the parts that touch state.
+		s.mu.Unlock()
+		resp = s.login(req)
+		s.mu.Lock()
+	default:
 		resp = s.handle(req)
 	}
 	s.calls = append(s.calls, Call{Method: r.Method, Op: req.op, Path: req.path, Query: r.URL.RawQuery, Status: resp.status, UserAgent: r.UserAgent()})
+	s.mu.Unlock()
 	if resp.body == nil {
 		w.WriteHeader(resp.status)
 		return
@@ -300,10 +343,14 @@ func (s *Server) lookupToken(token string) (policies []string, root, known bool)
 	if token == s.rootToken {
 		return []string{"root"}, true, true
 	}
-	p, ok := s.tokens[token]
+	e, ok := s.tokens[token]
 	if !ok {
 		return nil, false, false
 	}
+	if !e.expires.IsZero() && !time.Now().Before(e.expires) {
+		return nil, false, false
+	}
+	p := e.policies
 	for _, name := range p {
 		if name == "root" {
 			return p, true, true
@@ -321,6 +368,16 @@ func (s *Server) handleLookupSelf(req *request, policies []string, root bool) *r
 	data := map[string]any{
 		"id": req.token, "policies": p, "display_name": "token", "ttl": 0,
 		"renewable": false, "orphan": root, "type": "service", "path": "auth/token/create",
+	}
+	if e := s.tokens[req.token]; e != nil && !e.expires.IsZero() {
+		data["ttl"] = int64(time.Until(e.expires).Round(time.Second) / time.Second)
+		data["renewable"] = true
+		data["orphan"] = true
+		data["expire_time"] = e.expires.UTC().Format(time.RFC3339Nano)
+		if l := e.login; l != nil {
+			data["path"] = "auth/" + l.Mount + "/login"
+			data["display_name"] = l.Mount + "-" + l.Principal
+		}
 	}
 	if root {
 		data["path"] = "auth/token/root"
@@ -364,6 +421,7 @@ func (s *Server) newAuthMount(path, typ, desc string) *authMount {
 		Accessor:    "auth_" + typ + "_" + randomHex(4),
 		UUID:        randomUUID(),
 		roles:       map[string]*kubeRole{},
+		awsRoles:    map[string]*awsRole{},
 	}
 }
 
