@@ -10,7 +10,6 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -195,14 +194,10 @@ func tokenReview(host, caPEM, reviewer, jwt, audience string) (authenticationv1.
 	ctx, cancel := context.WithTimeout(context.Background(), outboundTimeout)
 	defer cancel()
 	got, err := cs.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
-	switch {
-	case apierrors.IsUnauthorized(err):
-		// The reviewer credential was refused (a made-up or expired JWT
-		// when the login JWT reviews itself).
-		return authenticationv1.UserInfo{}, permissionDenied()
-	case err != nil:
-		return authenticationv1.UserInfo{}, &response{http.StatusInternalServerError, errorBody(fmt.Sprintf("lookup failed: %v", err))}
-	case !got.Status.Authenticated:
+	if err != nil || got.Status.Error != "" || !got.Status.Authenticated {
+		// The plugin answers every failed lookup (reviewer refused or
+		// without rights, API server unreachable, JWT not valid) with
+		// permission denied and keeps the cause for its debug log.
 		return authenticationv1.UserInfo{}, permissionDenied()
 	}
 	return got.Status.User, nil

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -176,6 +177,40 @@ func TestKubernetesLoginReviewsTheJWTWithTheAPIServerAndIssuesARoleScopedToken(t
 		}
 	}
 
+	// Without token_reviewer_jwt the login JWT reviews itself, so only an
+	// account allowed to create TokenReviews gets in.
+	srv.EnableKubernetesAuth("k8s-self")
+	srv.SetAuthConfig("k8s-self", map[string]any{"kubernetes_host": kc.Endpoint(), "kubernetes_ca_cert": string(kc.CAData())})
+	srv.PutRole("k8s-self", "drbot", map[string]any{
+		"bound_service_account_names":      "drbot,selfrev",
+		"bound_service_account_namespaces": "drbot",
+		"token_policies":                   "drbot-read",
+	})
+	selfJWT := saToken(t, cs, "drbot", "selfrev")
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "drbot-selfrev"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "drbot", Name: "selfrev"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("binding selfrev: %v", err)
+	}
+	if status, msg := loginErr(t, anon, "auth/k8s-self/login", map[string]any{"role": "drbot", "jwt": drbotJWT}); status != http.StatusForbidden || !strings.Contains(msg, "permission denied") {
+		t.Errorf("self-review by an account without TokenReview rights: %d %q, want 403 permission denied", status, msg)
+	}
+	var self *vault.Secret
+	// RBAC caches may take a moment to see the new binding.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		self, err = anon.Logical().Write("auth/k8s-self/login", map[string]any{"role": "drbot", "jwt": selfJWT})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("self-review by an auth-delegator account: %v", err)
+		}
+	}
+	assertTokenScope(t, srv, self.Auth.ClientToken)
+
 	short := login("short", drbotJWT)
 	if short.Auth.LeaseDuration != 1 {
 		t.Errorf("short role lease_duration = %d, want 1", short.Auth.LeaseDuration)
@@ -193,6 +228,7 @@ func TestKubernetesLoginReviewsTheJWTWithTheAPIServerAndIssuesARoleScopedToken(t
 	want := []string{
 		"k8s-mgmt kubernetes drbot drbot/drbot 1h0m0s",
 		"k8s-mgmt kubernetes audience drbot/drbot 768h0m0s",
+		"k8s-self kubernetes drbot drbot/selfrev 768h0m0s",
 		"k8s-mgmt kubernetes short drbot/drbot 1s",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -357,4 +393,58 @@ func TestAWSLoginWithoutServerIDConfiguredAcceptsAPlainSignedRequest(t *testing.
 		t.Fatalf("logging in: %v", err)
 	}
 	assertTokenScope(t, srv, sec.Auth.ClientToken)
+}
+
+func TestAWSLoginMatchesCanonicalARNsAndTrailingGlobs(t *testing.T) {
+	srv, _ := newAWSLoginServers(t, "")
+	srv.PutAWSRole("aws-dr", "ops", map[string]any{
+		// mallory's ARN has the path /ops/; the canonical ARN drops it.
+		"bound_iam_principal_arn": "arn:aws:iam::123456789012:user/mallory,arn:aws:iam::123456789012:role/drb*",
+		"token_policies":          "drbot-read",
+	})
+	anon := newClient(t, srv, "")
+	for _, l := range []iamLogin{{akid: otherAKID, secret: otherSecret}, {akid: drbotAKID, secret: drbotSecret}} {
+		if _, err := anon.Logical().Write("auth/aws-dr/login", l.data(t, "ops")); err != nil {
+			t.Errorf("login as %s: %v", l.akid, err)
+		}
+	}
+	var got []string
+	for _, l := range srv.Logins() {
+		got = append(got, l.Principal)
+	}
+	if want := []string{"arn:aws:iam::123456789012:user/mallory", "arn:aws:iam::123456789012:role/drbot"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("logged-in principals = %v, want %v", got, want)
+	}
+}
+
+// TestLoginDoesNotHoldTheServerWhileCallingOut has the STS endpoint call
+// back into Vault before answering: if login held the server's lock across
+// the outbound call, that call would never be served.
+func TestLoginDoesNotHoldTheServerWhileCallingOut(t *testing.T) {
+	srv := vaultfake.New(t)
+	seedSecrets(srv)
+	root := newClient(t, srv, srv.RootToken())
+	root.SetClientTimeout(5 * time.Second)
+	callback := make(chan error, 1)
+	sts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := root.KVv2("secret").Get(context.Background(), "drbot/slack")
+		callback <- err
+		http.Error(w, "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code></Error></ErrorResponse>", http.StatusForbidden)
+	}))
+	t.Cleanup(sts.Close)
+	srv.EnableAWSAuth("aws-dr", vaultfake.AWSAuthConfig{STSEndpoint: sts.URL})
+	srv.PutAWSRole("aws-dr", "drbot", map[string]any{"bound_iam_principal_arn": "arn:aws:iam::123456789012:role/drbot"})
+
+	status, msg := loginErr(t, newClient(t, srv, ""), "auth/aws-dr/login", iamLogin{akid: drbotAKID, secret: drbotSecret}.data(t, "drbot"))
+	select {
+	case err := <-callback:
+		if err != nil {
+			t.Fatalf("reading from Vault while a login was calling out: %v", err)
+		}
+	default:
+		t.Fatal("the login never called the STS endpoint")
+	}
+	if status != http.StatusBadRequest || !strings.Contains(msg, "received error code 403 from STS") {
+		t.Errorf("login answered %d %q, want 400 with STS's 403", status, msg)
+	}
 }
