@@ -138,7 +138,8 @@ func (s *Server) prepareKubeLogin(m *authMount, mount string, body map[string]an
 		return nil, badRequest("invalid role name %q", roleName)
 	}
 	if m.config == nil {
-		return nil, badRequest("could not load backend configuration")
+		// The plugin returns this as a plain error, which Vault answers 500.
+		return nil, &response{http.StatusInternalServerError, errorBody("could not load backend configuration")}
 	}
 	role := *r
 	host, _ := m.config["kubernetes_host"].(string)
