@@ -731,3 +731,27 @@ func TestCutoverChecksDefaultTheirStatusAndNeedAURL(t *testing.T) {
 		t.Errorf("problems = %+v", list)
 	}
 }
+
+func TestVaultAuthKeysBelongToTheirMethod(t *testing.T) {
+	tests := []struct {
+		name, auth, path, want string
+	}{
+		{"token_path with aws", "{method: aws, role: drbot, token_path: /var/run/secrets/vault/token}", "vault.auth.token_path", "only used with auth.method kubernetes"},
+		{"iam_server_id with kubernetes", "{method: kubernetes, role: drbot, iam_server_id: vault.example.com}", "vault.auth.iam_server_id", "only used with auth.method aws"},
+		{"relative token_path", "{method: kubernetes, role: drbot, token_path: token}", "vault.auth.token_path", `want an absolute file path, got "token"`},
+		{"sts_region", "{method: aws, role: drbot, sts_region: global}", "vault.auth.sts_region", `want an AWS region like us-east-1, got "global"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			list := problems(t, edit(t, minimal, "  token: \"${T_VAULT}\"\n", "  auth: "+tt.auth+"\n"))
+			p, ok := find(list, tt.path)
+			if !ok || p.Msg != tt.want {
+				t.Errorf("problem at %s = %+v (found %v), want %q; all: %+v", tt.path, p, ok, tt.want, list)
+			}
+		})
+	}
+	c := mustParse(t, edit(t, minimal, "  token: \"${T_VAULT}\"\n", "  auth: {method: aws, role: drbot, iam_server_id: vault.example.com}\n"))
+	if c.Vault.Auth.STSRegion != "us-east-1" || c.Vault.Auth.IAMServerID != "vault.example.com" {
+		t.Errorf("vault.auth = %+v, want sts_region us-east-1 by default and the server id kept", *c.Vault.Auth)
+	}
+}

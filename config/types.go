@@ -247,9 +247,12 @@ type Vault struct {
 
 // VaultAuth is how drbot itself logs in to Vault.
 type VaultAuth struct {
-	Method string `yaml:"method" drbot:"required,enum=token|kubernetes|aws"`
-	Role   string `yaml:"role"`
-	Mount  string `yaml:"mount"` // defaults to the method name
+	Method      string `yaml:"method" drbot:"required,enum=token|kubernetes|aws"`
+	Role        string `yaml:"role"`
+	Mount       string `yaml:"mount"`                                // defaults to the method name
+	TokenPath   string `yaml:"token_path"`                           // with auth.method kubernetes: the service-account JWT file drbot logs in with (default /var/run/secrets/kubernetes.io/serviceaccount/token; set it for a projected token with Vault's audience)
+	IAMServerID string `yaml:"iam_server_id"`                        // with auth.method aws: the X-Vault-AWS-IAM-Server-ID value the mount requires (its iam_server_id_header_value)
+	STSRegion   string `yaml:"sts_region" drbot:"default=us-east-1"` // with auth.method aws: the region of the STS endpoint the mount sends logins to (us-east-1: the global sts.amazonaws.com)
 }
 
 // Cutover lists the public entry points moved to the DR cluster's load balancers.

@@ -319,6 +319,22 @@ func (v *validator) vault() {
 			v.errf("vault.token", "not used with auth.method %s; remove it", method)
 		}
 	}
+	if vc.Auth != nil {
+		for _, f := range []struct{ method, key, val string }{
+			{"kubernetes", "token_path", vc.Auth.TokenPath},
+			{"aws", "iam_server_id", vc.Auth.IAMServerID},
+		} {
+			if method != f.method && f.val != "" {
+				v.errf("vault.auth."+f.key, "only used with auth.method %s", f.method)
+			}
+		}
+		if vc.Auth.TokenPath != "" {
+			v.check("vault.auth.token_path", vc.Auth.TokenPath, path.IsAbs(vc.Auth.TokenPath), "want an absolute file path, got %q", vc.Auth.TokenPath)
+		}
+		if method == "aws" {
+			v.check("vault.auth.sts_region", vc.Auth.STSRegion, regionRe.MatchString(vc.Auth.STSRegion), "want an AWS region like us-east-1, got %q", vc.Auth.STSRegion)
+		}
+	}
 	vc.SourceMount = strings.Trim(strings.TrimPrefix(vc.SourceMount, "auth/"), "/")
 	vc.TargetMount = strings.Trim(strings.TrimPrefix(vc.TargetMount, "auth/"), "/")
 	for _, f := range []struct{ key, val string }{{"source_mount", vc.SourceMount}, {"target_mount", vc.TargetMount}} {
