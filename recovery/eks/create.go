@@ -47,11 +47,16 @@ func (p *Provisioner) Create(ctx context.Context, sc *recovery.StepContext) (rec
 	return recovery.Result{}, recovery.Permanent(fmt.Errorf("target %q: unknown cluster provider %q (want eks, existing or terraform)", t.Name, t.Cluster.Provider))
 }
 
-// requestToken is the idempotency token of a create call: the same run
-// creating the same thing always sends the same token, so a call retried
-// after a lost response returns the first result instead of failing.
-func requestToken(runID, what string) *string {
-	h := sha256.Sum256([]byte(runID + "\x00" + what))
+// requestToken is the idempotency token of a create call: within one
+// attempt of a step the same thing always gets the same token, so the
+// SDK's retry after a lost response returns the first result instead of
+// failing. A new attempt gets a new token: AWS answers a repeated token
+// with the first result even after that resource was deleted, so a Retry
+// after a person deleted a FAILED cluster would otherwise create nothing.
+// Names are unique, so a new attempt never makes a second one: it finds
+// the first (ResourceInUseException) and adopts it.
+func requestToken(sc *recovery.StepContext, what string) *string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s", sc.Run().ID, sc.Attempt(), what))
 	return aws.String("drbot-" + hex.EncodeToString(h[:16]))
 }
 
@@ -166,7 +171,7 @@ func (p *Provisioner) ensureCluster(ctx context.Context, sc *recovery.StepContex
 			},
 			AccessConfig:       &ekstypes.CreateAccessConfigRequest{AuthenticationMode: ekstypes.AuthenticationModeApi},
 			Tags:               p.tags(sc, t),
-			ClientRequestToken: requestToken(sc.Run().ID, "cluster/"+name),
+			ClientRequestToken: requestToken(sc, "cluster/"+name),
 		}
 		created, err := api.CreateCluster(ctx, in)
 		if isInUse(err) {
@@ -238,7 +243,7 @@ func (p *Provisioner) startNodegroup(ctx context.Context, sc *recovery.StepConte
 				DesiredSize: aws.Int32(int32(c.NodeGroup.Desired)),
 			},
 			Tags:               p.tags(sc, t),
-			ClientRequestToken: requestToken(sc.Run().ID, "nodegroup/"+cluster+"/"+ng),
+			ClientRequestToken: requestToken(sc, "nodegroup/"+cluster+"/"+ng),
 		})
 		if err != nil && !isInUse(err) {
 			err = fmt.Errorf("creating node group %q on %q: %w", ng, cluster, err)
@@ -288,7 +293,7 @@ func startAddon(ctx context.Context, sc *recovery.StepContext, api EKSAPI, clust
 			AddonName:          aws.String(addon),
 			ResolveConflicts:   ekstypes.ResolveConflictsOverwrite,
 			Tags:               tags,
-			ClientRequestToken: requestToken(sc.Run().ID, "addon/"+cluster+"/"+addon),
+			ClientRequestToken: requestToken(sc, "addon/"+cluster+"/"+addon),
 		})
 		if err != nil && !isInUse(err) {
 			return fmt.Errorf("creating add-on %q on %q: %w", addon, cluster, err)

@@ -1,7 +1,9 @@
 package eks_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awseks "github.com/aws/aws-sdk-go-v2/service/eks"
 
+	"github.com/drbot/drbot/recovery"
 	"github.com/drbot/drbot/recovery/eks"
 	"github.com/drbot/drbot/recovery/steptest"
 	"github.com/drbot/drbot/state"
@@ -145,5 +148,48 @@ func TestEKSProviderAsksForThePodIdentityAgentWhileTheNodeGroupIsStillCreating(t
 	}
 	if waits := slices.Index(ops[create+1:], "DescribeNodegroup"); waits >= 0 && create+1+waits < addon {
 		t.Errorf("eks calls = %v: the add-on was requested only after drbot began waiting on the node group", ops)
+	}
+}
+
+// A cluster that went FAILED is deleted by a person, who presses Retry:
+// the next attempt creates the cluster again. (AWS answers a repeated
+// idempotency token with the first result even once that cluster is gone,
+// so the token changes with the attempt.)
+func TestRetryAfterTheClusterWasDeletedCreatesItAgain(t *testing.T) {
+	srv := newServer(t, awsfake.Options{})
+	p := eks.NewProvisioner(options(srv, eksConfig()))
+	step := createStep(p)
+	create := step.Action
+	step.Action = func(c context.Context, sc *recovery.StepContext) (recovery.Result, error) {
+		res, err := create(c, sc)
+		if err != nil || sc.Attempt() > 1 {
+			return res, err
+		}
+		// Attempt 1 made the cluster; it is deleted before the step ends.
+		api := eksClient(t, srv)
+		for _, in := range []func() error{
+			func() error {
+				_, err := api.DeleteNodegroup(c, &awseks.DeleteNodegroupInput{ClusterName: aws.String(clusterName), NodegroupName: aws.String(res.Outputs["nodegroup"])})
+				return err
+			},
+			func() error { _, err := api.DeleteCluster(c, &awseks.DeleteClusterInput{Name: aws.String(clusterName)}); return err },
+		} {
+			if err := in(); err != nil {
+				t.Fatalf("deleting the first cluster: %v", err)
+			}
+		}
+		return recovery.Result{}, recovery.Retryable(errors.New("the cluster went FAILED and was deleted"))
+	}
+
+	res := steptest.Run(t, steptest.Options{}, step)
+	mustSucceed(t, res)
+	if a := res.Steps[eks.StepClusterCreate].Attempt; a != 2 {
+		t.Errorf("attempts = %d, want 2", a)
+	}
+	if got := clusters(t, srv); !slices.Equal(got, []string{clusterName}) {
+		t.Errorf("clusters after the retry = %v, want %s made again", got, clusterName)
+	}
+	if n := srv.CallsTo("eks", "CreateCluster"); n != 2 {
+		t.Errorf("CreateCluster called %d times, want once per attempt", n)
 	}
 }

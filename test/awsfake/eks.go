@@ -155,6 +155,10 @@ func (s *Server) NodegroupScaling(region, cluster, nodegroup string) (min, max, 
 type eksRegion struct {
 	clusters map[string]*eksCluster
 	order    []string
+	// created remembers each CreateCluster's clientRequestToken and its
+	// answer: AWS answers a request repeated with the same token with the
+	// original result and no other effect, even once that cluster is gone.
+	created map[string]map[string]any
 }
 
 func (s *Server) eksRegion(region string) *eksRegion {
@@ -631,6 +635,9 @@ func (s *Server) eksCreateCluster(q *request, reg *eksRegion) *apiError {
 		}
 		return errorf(http.StatusConflict, "ResourceInUseException", "Cluster already exists with name: %s", in.Name).with("clusterName", in.Name)
 	}
+	if first, ok := reg.created[in.ClientRequestToken]; ok && in.ClientRequestToken != "" {
+		return writeJSON(q, http.StatusOK, map[string]any{"cluster": first})
+	}
 	if !strings.HasPrefix(in.RoleArn, "arn:aws:iam::") || !strings.Contains(in.RoleArn, ":role/") {
 		return errorf(http.StatusBadRequest, "InvalidParameterException", "Role %s is not a valid IAM role ARN", in.RoleArn)
 	}
@@ -667,7 +674,14 @@ func (s *Server) eksCreateCluster(q *request, reg *eksRegion) *apiError {
 	if bootstrap && mode != "CONFIG_MAP" && cl.creator != "" {
 		s.bootstrapCreatorEntry(cl, q.now)
 	}
-	return writeJSON(q, http.StatusOK, map[string]any{"cluster": s.clusterJSON(cl, q.now)})
+	out := s.clusterJSON(cl, q.now)
+	if in.ClientRequestToken != "" {
+		if reg.created == nil {
+			reg.created = map[string]map[string]any{}
+		}
+		reg.created[in.ClientRequestToken] = out
+	}
+	return writeJSON(q, http.StatusOK, map[string]any{"cluster": out})
 }
 
 // bootstrapCreatorEntry gives the cluster creator the admin access entry EKS

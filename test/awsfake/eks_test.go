@@ -310,6 +310,28 @@ func TestCreateClusterRetriedWithSameClientRequestTokenIsIdempotent(t *testing.T
 	if _, err := c.CreateCluster(ctx(t), in); err != nil {
 		t.Fatalf("CreateCluster repeated with its clientRequestToken = %v, want success", err)
 	}
+	// Once that cluster is gone, the same token still answers with the
+	// original result and creates nothing, as AWS's idempotency does.
+	if _, err := c.DeleteCluster(ctx(t), &eks.DeleteClusterInput{Name: aws.String("dr")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DescribeCluster(ctx(t), &eks.DescribeClusterInput{Name: aws.String("dr")}); err == nil {
+		t.Fatal("the deleted cluster is still described")
+	}
+	again, err := c.CreateCluster(ctx(t), in)
+	if err != nil || again.Cluster == nil || aws.ToString(again.Cluster.Name) != "dr" {
+		t.Fatalf("CreateCluster with the token of a deleted cluster = %+v, %v; want the original answer", again, err)
+	}
+	if _, err := c.DescribeCluster(ctx(t), &eks.DescribeClusterInput{Name: aws.String("dr")}); err == nil {
+		t.Error("a request repeating an old token created a cluster")
+	}
+	in.ClientRequestToken = aws.String("run-1-cluster-create-2")
+	if _, err := c.CreateCluster(ctx(t), in); err != nil {
+		t.Fatalf("CreateCluster with a new token = %v", err)
+	}
+	if _, err := c.DescribeCluster(ctx(t), &eks.DescribeClusterInput{Name: aws.String("dr")}); err != nil {
+		t.Errorf("a new token did not create the cluster: %v", err)
+	}
 }
 
 func TestDeniedActionIsAccessDenied(t *testing.T) {
