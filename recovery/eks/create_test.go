@@ -172,7 +172,10 @@ func TestRetryAfterTheClusterWasDeletedCreatesItAgain(t *testing.T) {
 				_, err := api.DeleteNodegroup(c, &awseks.DeleteNodegroupInput{ClusterName: aws.String(clusterName), NodegroupName: aws.String(res.Outputs["nodegroup"])})
 				return err
 			},
-			func() error { _, err := api.DeleteCluster(c, &awseks.DeleteClusterInput{Name: aws.String(clusterName)}); return err },
+			func() error {
+				_, err := api.DeleteCluster(c, &awseks.DeleteClusterInput{Name: aws.String(clusterName)})
+				return err
+			},
 		} {
 			if err := in(); err != nil {
 				t.Fatalf("deleting the first cluster: %v", err)
