@@ -167,7 +167,7 @@ func TestRetryAfterTheClusterWasDeletedCreatesItAgain(t *testing.T) {
 		}
 		// Attempt 1 made the cluster; it is deleted before the step ends.
 		api := eksClient(t, srv)
-		for _, in := range []func() error{
+		for _, del := range []func() error{
 			func() error {
 				_, err := api.DeleteNodegroup(c, &awseks.DeleteNodegroupInput{ClusterName: aws.String(clusterName), NodegroupName: aws.String(res.Outputs["nodegroup"])})
 				return err
@@ -177,7 +177,7 @@ func TestRetryAfterTheClusterWasDeletedCreatesItAgain(t *testing.T) {
 				return err
 			},
 		} {
-			if err := in(); err != nil {
+			if err := del(); err != nil {
 				t.Fatalf("deleting the first cluster: %v", err)
 			}
 		}
