@@ -33,6 +33,8 @@ type iamState struct {
 
 	profiles     map[string]*iamProfile // instance profiles by name
 	profileOrder []string
+
+	docs map[string][]*policyDoc // principal ARN → AttachPolicyDocument documents
 }
 
 type iamRole struct {
@@ -55,7 +57,7 @@ type iamPolicy struct {
 }
 
 func newIAMState() *iamState {
-	return &iamState{roles: map[string]*iamRole{}, policies: map[string]*iamPolicy{}}
+	return &iamState{roles: map[string]*iamRole{}, policies: map[string]*iamPolicy{}, docs: map[string][]*policyDoc{}}
 }
 
 // roleByArn finds a role by ARN, ignoring the path the way STS does.
@@ -600,9 +602,16 @@ func (s *Server) iamInline(q *request) *apiError {
 }
 
 type xmlEvalResult struct {
-	EvalActionName   string `xml:"EvalActionName"`
-	EvalResourceName string `xml:"EvalResourceName"`
-	EvalDecision     string `xml:"EvalDecision"`
+	EvalActionName       string         `xml:"EvalActionName"`
+	EvalResourceName     string         `xml:"EvalResourceName"`
+	EvalDecision         string         `xml:"EvalDecision"`
+	MatchedStatements    []xmlStatement `xml:"MatchedStatements>member,omitempty"`
+	MissingContextValues []string       `xml:"MissingContextValues>member,omitempty"`
+}
+
+type xmlStatement struct {
+	SourcePolicyID   string `xml:"SourcePolicyId"`
+	SourcePolicyType string `xml:"SourcePolicyType"`
 }
 
 type simulateResult struct {
@@ -612,9 +621,20 @@ type simulateResult struct {
 	Marker            string          `xml:"Marker,omitempty"`
 }
 
-// iamSimulate allows every action unless DenyAction said otherwise for the
-// policy source (or the role behind it).
+// contextKeyTypes are IAM's ContextKeyTypeEnum; values are compared as
+// strings whatever the type.
+var contextKeyTypes = map[string]bool{
+	"string": true, "stringList": true, "numeric": true, "numericList": true, "boolean": true, "booleanList": true,
+	"ip": true, "ipList": true, "binary": true, "binaryList": true, "date": true, "dateList": true,
+}
+
+// iamSimulate evaluates the documents attached to the policy source with
+// AttachPolicyDocument (its role's too, for a session). A source without
+// documents is allowed every action. DenyAction denies explicitly either way.
 func (s *Server) iamSimulate(q *request) *apiError {
+	if bad := unknownParams(q.form, "PolicySourceArn", "ActionNames.", "ResourceArns.", "ContextEntries.", "MaxItems", "Marker"); len(bad) > 0 {
+		return unsupported("ValidationError", "SimulatePrincipalPolicy parameters %v are not modelled", bad)
+	}
 	source := q.form.Get("PolicySourceArn")
 	actions := formList(q.form, "ActionNames.member")
 	if len(actions) == 0 {
@@ -624,14 +644,38 @@ func (s *Server) iamSimulate(q *request) *apiError {
 	if len(resources) == 0 {
 		resources = []string{"*"}
 	}
+	ctx := simContext{}
+	for i, e := range formStructs(q.form, "ContextEntries.member", "ContextKeyName", "ContextKeyType") {
+		name, typ := e["ContextKeyName"], e["ContextKeyType"]
+		if name == "" {
+			return errorf(http.StatusBadRequest, "ValidationError", "1 validation error detected: Value null at 'contextEntries.%d.member.contextKeyName' failed to satisfy constraint: Member must not be null", i+1)
+		}
+		if typ != "" && !contextKeyTypes[typ] {
+			return errorf(http.StatusBadRequest, "ValidationError", "1 validation error detected: Value '%s' at 'contextEntries.%d.member.contextKeyType' failed to satisfy constraint: Member must satisfy enum value set: %v", typ, i+1, sortedKeys(contextKeyTypes))
+		}
+		key := strings.ToLower(name)
+		ctx[key] = append(ctx[key], formList(q.form, "ContextEntries.member."+strconv.Itoa(i+1)+".ContextKeyValues.member")...)
+	}
+	docs := s.docsFor(source)
+	sourceType := "user"
+	if strings.Contains(source, ":role/") || strings.Contains(source, ":assumed-role/") {
+		sourceType = "role"
+	}
 	var res simulateResult
 	for _, a := range actions {
-		decision := "allowed"
-		if s.isDeniedLocked(source, a) {
-			decision = "explicitDeny"
-		}
 		for _, r := range resources {
-			res.EvaluationResults = append(res.EvaluationResults, xmlEvalResult{EvalActionName: a, EvalResourceName: r, EvalDecision: decision})
+			x := xmlEvalResult{EvalActionName: a, EvalResourceName: r, EvalDecision: "allowed"}
+			switch {
+			case s.isDeniedLocked(source, a):
+				x.EvalDecision = "explicitDeny"
+			case len(docs) > 0:
+				ev := evaluatePolicies(docs, a, r, ctx)
+				x.EvalDecision, x.MissingContextValues = ev.decision, ev.missing
+				for _, id := range ev.matched {
+					x.MatchedStatements = append(x.MatchedStatements, xmlStatement{SourcePolicyID: id, SourcePolicyType: sourceType})
+				}
+			}
+			res.EvaluationResults = append(res.EvaluationResults, x)
 		}
 	}
 	page, next, aerr := iamPage(q, res.EvaluationResults)
