@@ -135,7 +135,7 @@ func (r *readinessRunner) Checks(ctx context.Context) []readiness.Check {
 	tc.ClientErr, ic.ClientErr = gc.ClientErr, gc.ClientErr
 	checks = append(checks, gc, tc, &readiness.TerraformCheck{}, ic,
 		&readiness.CapacityCheck{Config: cfg, AWS: r.aws.get},
-		&readiness.AWSPermissionsCheck{Config: cfg, AWS: r.aws.get, Actions: declared.AWSActions()},
+		&readiness.AWSPermissionsCheck{Config: cfg, AWS: r.aws.get, Statements: declared.AWSStatements()},
 		&readiness.CutoverCheck{Config: cfg, AWS: r.aws.get})
 
 	cc := &readiness.ChartsCheck{}
