@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -163,15 +162,7 @@ func (s *Server) handleAWSAuthPath(req *request, m *authMount, rest string) *res
 	switch {
 	case rest == "role" || rest == "roles":
 		if req.op == "list" {
-			if len(m.awsRoles) == 0 {
-				return notFound()
-			}
-			keys := make([]string, 0, len(m.awsRoles))
-			for k := range m.awsRoles {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			return okData(map[string]any{"keys": keys})
+			return listRoles(m.awsRoles)
 		}
 	case strings.HasPrefix(rest, "role/"):
 		key := strings.ToLower(strings.TrimPrefix(rest, "role/"))

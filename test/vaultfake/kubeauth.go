@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
@@ -111,15 +112,7 @@ func (s *Server) handleAuthPath(req *request) *response {
 		}
 	case rest == "role":
 		if req.op == "list" {
-			if len(m.roles) == 0 {
-				return notFound()
-			}
-			keys := make([]string, 0, len(m.roles))
-			for k := range m.roles {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			return okData(map[string]any{"keys": keys})
+			return listRoles(m.roles)
 		}
 	case strings.HasPrefix(rest, "role/"):
 		name := strings.TrimPrefix(rest, "role/")
@@ -448,4 +441,13 @@ func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// listRoles answers a LIST of an auth mount's roles as Vault does: 404
+// when there are none.
+func listRoles[R any](roles map[string]R) *response {
+	if len(roles) == 0 {
+		return notFound()
+	}
+	return okData(map[string]any{"keys": slices.Sorted(maps.Keys(roles))})
 }
