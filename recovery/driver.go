@@ -29,6 +29,10 @@ type driver struct {
 	results chan stepResult
 	signal  chan struct{}
 	done    chan struct{}
+	// gatesPassed receives what a round of GateChecks found; checking is
+	// set while a round runs (outside the loop: a check calls GitLab).
+	gatesPassed chan []gatePassed
+	checking    bool
 
 	ctx      context.Context // ends on abort or engine shutdown
 	cancel   context.CancelFunc
@@ -59,6 +63,8 @@ func newDriver(e *Engine, run state.Run) *driver {
 		running: map[string]bool{},
 		results: make(chan stepResult),
 		signal:  make(chan struct{}, 1),
+		// One round at a time, so the round never blocks on sending.
+		gatesPassed: make(chan []gatePassed, 1),
 		done:    make(chan struct{}),
 		ctx:     ctx, cancel: cancel,
 	}
@@ -108,36 +114,72 @@ func (d *driver) loop() {
 		case <-d.signal:
 		case <-checks.C:
 			d.checkGates()
+		case passed := <-d.gatesPassed:
+			d.checking = false
+			d.passGates(passed)
 		case <-d.e.ctx.Done():
 		}
 	}
 }
 
-// checkGates asks the waiting gates that can tell whether their approval
-// happened elsewhere; one that did is decided by drbot on that person's
-// behalf, audited, and the loop is woken.
+// gatePassed is a gate whose GateCheck found it approved elsewhere.
+type gatePassed struct {
+	step  Step
+	round int
+	by    string
+}
+
+// checkGates starts a round of GateChecks on the waiting gates that can
+// tell whether their approval happened elsewhere. The round runs beside the
+// loop: a check asks GitLab and may take up to a minute, while step
+// results and decisions must not wait.
 func (d *driver) checkGates() {
-	if d.aborting.Load() {
-		return // no gate opens on an aborted run
+	if d.aborting.Load() || d.checking {
+		return // no gate opens on an aborted run; one round at a time
 	}
+	type waiting struct {
+		step Step
+		rec  state.StepRecord
+	}
+	var gates []waiting
 	for _, s := range d.book.Steps() {
-		rec := d.recs[s.ID]
-		if s.GateCheck == nil || rec.Status != state.StepWaiting {
-			continue
+		if rec := d.recs[s.ID]; s.GateCheck != nil && rec.Status == state.StepWaiting {
+			gates = append(gates, waiting{s, rec})
 		}
-		sc := &StepContext{d: d, step: s, rec: &rec, Logger: d.log.With("step", s.ID)}
-		ctx, cancel := context.WithTimeout(WithStep(d.ctx, s.ID), time.Minute)
-		by, ok, err := s.GateCheck(ctx, sc)
-		cancel()
-		if err != nil {
-			d.log.Warn("checking whether the gate was passed elsewhere", "step", s.ID, "err", err)
-			continue
+	}
+	if len(gates) == 0 {
+		return
+	}
+	d.checking = true
+	go func() {
+		var passed []gatePassed
+		for _, g := range gates {
+			sc := &StepContext{d: d, step: g.step, rec: &g.rec, Logger: d.log.With("step", g.step.ID)}
+			ctx, cancel := context.WithTimeout(WithStep(d.ctx, g.step.ID), time.Minute)
+			by, ok, err := g.step.GateCheck(ctx, sc)
+			cancel()
+			if err != nil {
+				d.log.Warn("checking whether the gate was passed elsewhere", "step", g.step.ID, "err", err)
+				continue
+			}
+			if ok {
+				passed = append(passed, gatePassed{step: g.step, round: g.rec.GateRound, by: by})
+			}
 		}
-		if !ok {
-			continue
+		d.gatesPassed <- passed
+	}()
+}
+
+// passGates decides the gates a round found approved elsewhere on that
+// person's behalf, audited, if they still wait in the same round.
+func (d *driver) passGates(passed []gatePassed) {
+	for _, p := range passed {
+		s, rec := p.step, d.recs[p.step.ID]
+		if d.aborting.Load() || rec.Status != state.StepWaiting || rec.GateRound != p.round {
+			continue // decided meanwhile, asked again, or the run was aborted
 		}
 		key := GateKey(d.run.ID, s.ID, rec.GateRound)
-		why := "approved outside Slack by " + by
+		why := "approved outside Slack by " + p.by
 		ev := Event{Key: d.run.ID + "/decision/" + key, Kind: EventDecision, RunID: d.run.ID, Target: d.run.Target, Mode: d.run.Mode,
 			StepID: s.ID, Title: s.Title, Phase: s.Phase, Gate: s.Gate, Actor: "drbot", Message: string(DecideApprove), Time: d.e.store.Now(), Round: rec.GateRound,
 			Fields: map[string]string{"decision": string(DecideApprove), "reason": why, "on": "gate"}}
@@ -145,7 +187,7 @@ func (d *driver) checkGates() {
 			if _, won, err := tx.Decide(state.Decision{Key: key, RunID: d.run.ID, StepID: s.ID, Kind: string(DecideApprove), By: "drbot", Reason: why}); err != nil || !won {
 				return err
 			}
-			return tx.Audit(state.AuditEntry{Actor: by, Action: "decide.approve", RunID: d.run.ID, Target: d.run.Target, Step: s.ID, Result: "recorded", Detail: map[string]string{"reason": why}})
+			return tx.Audit(state.AuditEntry{Actor: p.by, Action: "decide.approve", RunID: d.run.ID, Target: d.run.Target, Step: s.ID, Result: "recorded", Detail: map[string]string{"reason": why}})
 		}, ev)
 		d.poke()
 	}

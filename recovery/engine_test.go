@@ -724,6 +724,38 @@ func TestGateCheckPassesAGateApprovedElsewhere(t *testing.T) {
 	}
 }
 
+// A GateCheck asks GitLab and may hang for its minute: meanwhile the run
+// goes on, and the steps that do not depend on the gate start and finish.
+func TestASlowGateCheckDoesNotHoldUpTheRestOfTheRun(t *testing.T) {
+	release := make(chan struct{})
+	var checks atomic.Int32
+	ok := func(context.Context, *StepContext) (Result, error) { return Result{}, nil }
+	h := newHarness(t, []Step{
+		{ID: "gitops.merge", Phase: PhaseDeploy, Gate: GateMerge, Action: ok,
+			GateCheck: func(ctx context.Context, _ *StepContext) (string, bool, error) {
+				checks.Add(1)
+				select {
+				case <-release:
+					return "alice", true, nil
+				case <-ctx.Done():
+					return "", false, ctx.Err()
+				}
+			}},
+		{ID: "addons.lbc", Phase: PhaseBootstrap, Action: func(context.Context, *StepContext) (Result, error) {
+			time.Sleep(100 * time.Millisecond) // finishes while the check hangs
+			return Result{}, nil
+		}},
+		{ID: "addons.istio-gateway", Phase: PhaseBootstrap, DependsOn: []string{"addons.lbc"}, Action: ok},
+	}, Options{GateCheckEvery: 20 * time.Millisecond})
+	run := h.start()
+	h.waitStep(run.ID, "addons.istio-gateway", state.StepSucceeded)
+	if checks.Load() != 1 {
+		t.Errorf("%d gate checks started while the first hung, want 1 (one round at a time)", checks.Load())
+	}
+	close(release)
+	h.waitRun(run.ID, state.RunSucceeded)
+}
+
 func auditHas(audit []state.AuditEntry, actor, result string) bool {
 	for _, a := range audit {
 		if a.Actor == actor && a.Result == result {
