@@ -65,8 +65,8 @@ func newDriver(e *Engine, run state.Run) *driver {
 		signal:  make(chan struct{}, 1),
 		// One round at a time, so the round never blocks on sending.
 		gatesPassed: make(chan []gatePassed, 1),
-		done:    make(chan struct{}),
-		ctx:     ctx, cancel: cancel,
+		done:        make(chan struct{}),
+		ctx:         ctx, cancel: cancel,
 	}
 }
 
