@@ -169,7 +169,10 @@ func awsLoginData(ctx context.Context, a *config.VaultAuth) (map[string]any, err
 	if err := v4.NewSigner().SignHTTP(ctx, cr, req, hex.EncodeToString(sum[:]), "sts", region, time.Now()); err != nil {
 		return nil, fmt.Errorf("signing the vault aws login: %w", err)
 	}
-	headers, err := json.Marshal(req.Header)
+	// Go keeps Host out of Header; Vault's client libraries send it along.
+	h := req.Header.Clone()
+	h.Set("Host", req.URL.Host)
+	headers, err := json.Marshal(h)
 	if err != nil {
 		return nil, err
 	}
