@@ -15,6 +15,7 @@ import (
 
 	"github.com/drbot/drbot/bot"
 	"github.com/drbot/drbot/config"
+	"github.com/drbot/drbot/permissions"
 	"github.com/drbot/drbot/readiness"
 	"github.com/drbot/drbot/recovery/gitops/gitopstest"
 	"github.com/drbot/drbot/state"
@@ -50,6 +51,19 @@ func checkWorld(t *testing.T) (cfgPath, statePath string) {
 
 	a := awsfake.New(t, awsfake.Options{})
 	a.AddIdentity("AKIDREADINESS0000001", "made-up-aws-secret", "arn:aws:iam::111122223333:role/drbot")
+	// drbot's role has the policy operators are told to apply
+	// (manifests/iam/drbot-policy.json), filled in for this config.
+	policy, err := os.ReadFile("../../manifests/iam/drbot-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AttachPolicyDocument("arn:aws:iam::111122223333:role/drbot", permissions.Expand(string(policy), map[string]string{
+		"ACCOUNT_ID": "111122223333", "DR_REGION": "eu-central-1", "DR_CLUSTER": "dr-eks", "API_REGION": "eu-central-1", "DRBOT_ROLE_NAME": "drbot",
+		// not used by this config (provider existing, no state backup)
+		"EKS_CLUSTER_ROLE_NAME": "unused", "EKS_NODE_ROLE_NAME": "unused", "STATE_BUCKET": "unused",
+	})); err != nil {
+		t.Fatal(err)
+	}
 	for _, kv := range a.Env("eu-central-1", "AKIDREADINESS0000001", "made-up-aws-secret") {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
@@ -115,7 +129,7 @@ func TestCheckPrintsTheReportRecordsItAndExitsOneOnAFailure(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (permissions.kube cannot be checked)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"Readiness ", "❌ permissions.kube", "images [prod-eu]", "capacity [prod-eu]", "permissions.aws [prod-eu]", "cutover [prod-eu]", "argocd.management_kubeconfig", "✅ vault [prod-eu]", "✅ gitlab", "✅ slack",
+	for _, want := range []string{"Readiness ", "❌ permissions.kube", "images [prod-eu]", "capacity [prod-eu]", "✅ permissions.aws [prod-eu]", "cutover [prod-eu]", "argocd.management_kubeconfig", "✅ vault [prod-eu]", "✅ gitlab", "✅ slack",
 		"✅ sources.templates [prod-eu]", "✅ sources.charts [prod-eu]", "Recorded in " + statePath} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
