@@ -275,11 +275,8 @@ func (p *Poster) markRollbackDecided(ctx context.Context, run state.Run, refs ma
 	var req recovery.Event
 	_ = p.store.View(func(tx *state.Tx) error {
 		dec, _, _ = tx.Decision(rollbackKey(run.ID, ev.Round))
-		entries, _ := tx.Outbox(false, 0)
-		for _, e := range entries {
-			if e.Key == fmt.Sprintf("%s/rollback/%d/requested", run.ID, ev.Round) {
-				_ = json.Unmarshal(e.Payload, &req)
-			}
+		if e, ok, _ := tx.OutboxEntryByKey(fmt.Sprintf("%s/rollback/%d/requested", run.ID, ev.Round)); ok {
+			_ = json.Unmarshal(e.Payload, &req)
 		}
 		return nil
 	})

@@ -81,6 +81,15 @@ func (t *Tx) OutboxEntry(seq uint64) (OutboxEntry, bool, error) {
 	return e, ok, err
 }
 
+// OutboxEntryByKey reads the entry enqueued under an idempotency key.
+func (t *Tx) OutboxEntryByKey(key string) (OutboxEntry, bool, error) {
+	v := t.tx.Bucket(bucketOutboxKey).Get([]byte(key))
+	if v == nil {
+		return OutboxEntry{}, false, nil
+	}
+	return t.OutboxEntry(binary.BigEndian.Uint64(v))
+}
+
 // MarkDelivered records that entry seq reached its destination as ref.
 func (t *Tx) MarkDelivered(seq uint64, ref string) error {
 	e, ok, err := t.OutboxEntry(seq)

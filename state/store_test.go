@@ -130,7 +130,7 @@ func TestDecideFirstDecisionWinsLaterOnesReportTheWinner(t *testing.T) {
 	}
 }
 
-func TestEnqueueIsIdempotentByKeyAndKeepsOrder(t *testing.T) {
+func TestEnqueueIsIdempotentByKeyKeepsOrderAndFindsAnEntryByKey(t *testing.T) {
 	s := openTemp(t)
 	err := s.Update(func(tx *Tx) error {
 		for _, k := range []string{"a", "b", "a", "c", "b"} {
@@ -154,6 +154,16 @@ func TestEnqueueIsIdempotentByKeyAndKeepsOrder(t *testing.T) {
 	if strings.Join(keys, ",") != "a,b,c" {
 		t.Fatalf("outbox keys = %v, want a,b,c", keys)
 	}
+	_ = s.View(func(tx *Tx) error {
+		e, ok, err := tx.OutboxEntryByKey("c")
+		if err != nil || !ok || e.Seq != 3 || e.Key != "c" {
+			t.Errorf("OutboxEntryByKey(c) = %+v, %v, %v; want the third entry", e, ok, err)
+		}
+		if _, ok, _ := tx.OutboxEntryByKey("d"); ok {
+			t.Error("OutboxEntryByKey found a key never enqueued")
+		}
+		return nil
+	})
 	if err := s.Update(func(tx *Tx) error { return tx.MarkDelivered(2, "1700000000.0001") }); err != nil {
 		t.Fatal(err)
 	}

@@ -58,4 +58,9 @@ func TestRollbackNeedsASecondPersonThenRestoresAndReports(t *testing.T) {
 		m, _ := e.message(run.Slack.ChannelID, ts)
 		return strings.Contains(blocksText(m), "Approved by <@"+userLead+">") && !strings.Contains(blocksText(m), bot.ActionRollbackApprove)
 	})
+	// The decided request still says who asked, why and what is undone.
+	if m, _ := e.message(run.Slack.ChannelID, ts); !strings.Contains(blocksText(m), "requested* by <@"+userOncall+">: primary is healthy again") ||
+		!strings.Contains(blocksText(m), "old-lb → new-lb") {
+		t.Errorf("decided rollback request = %s", blocksText(m))
+	}
 }
