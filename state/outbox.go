@@ -31,6 +31,9 @@ func (t *Tx) Enqueue(e OutboxEntry) (bool, error) {
 	if err := keys.Put([]byte(e.Key), u64(seq)); err != nil {
 		return false, fmt.Errorf("indexing outbox key %q: %w", e.Key, err)
 	}
+	if err := indexRunEntry(t.tx, e.RunID, seq); err != nil {
+		return false, err
+	}
 	return true, nil
 }
 

@@ -33,7 +33,7 @@ var (
 	bucketDedupe    = []byte("dedupe")
 	bucketMessages  = []byte("messages")
 	bucketKV        = []byte("kv")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketAudit, bucketLocks, bucketDedupe, bucketMessages, bucketKV, bucketReadiness}
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketSteps, bucketDecisions, bucketOutbox, bucketOutboxKey, bucketOutboxRuns, bucketAudit, bucketLocks, bucketDedupe, bucketMessages, bucketKV, bucketReadiness}
 	keySchema       = []byte("schema_version")
 )
 
@@ -118,9 +118,11 @@ func (s *Store) checkSchema(readOnly bool) error {
 		}
 		meta := tx.Bucket(bucketMeta)
 		if meta.Get(keySchema) == nil {
-			return meta.Put(keySchema, u64(SchemaVersion))
+			if err := meta.Put(keySchema, u64(SchemaVersion)); err != nil {
+				return err
+			}
 		}
-		return nil
+		return catchUpRunIndex(tx)
 	})
 }
 

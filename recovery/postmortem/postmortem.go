@@ -57,14 +57,11 @@ func Load(store *state.Store, book *recovery.Runbook, runID string) (Input, erro
 		if in.Audit, err = tx.AuditLog(runID); err != nil {
 			return err
 		}
-		entries, err := tx.Outbox(false, 0)
+		entries, err := tx.RunOutbox(runID)
 		if err != nil {
 			return err
 		}
 		for _, e := range entries {
-			if e.RunID != runID {
-				continue
-			}
 			var ev recovery.Event
 			if err := json.Unmarshal(e.Payload, &ev); err != nil {
 				return fmt.Errorf("decoding event %s: %w", e.Key, err)
