@@ -156,7 +156,7 @@ func (d *driver) checkGates() {
 		for _, g := range gates {
 			sc := &StepContext{d: d, step: g.step, rec: &g.rec, Logger: d.log.With("step", g.step.ID)}
 			ctx, cancel := context.WithTimeout(WithStep(d.ctx, g.step.ID), time.Minute)
-			by, ok, err := g.step.GateCheck(ctx, sc)
+			by, ok, err := callGateCheck(ctx, g.step.GateCheck, sc)
 			cancel()
 			if err != nil {
 				d.log.Warn("checking whether the gate was passed elsewhere", "step", g.step.ID, "err", err)
@@ -700,6 +700,17 @@ func callAction(ctx context.Context, a Action, sc *StepContext) (res Result, err
 		return Result{}, ctx.Err()
 	}
 	return a(WithStep(ctx, sc.step.ID), sc)
+}
+
+// callGateCheck runs a GateCheck, turning a panic into an error: the
+// gate then waits for a person, as when GitLab cannot be asked.
+func callGateCheck(ctx context.Context, check GateCheck, sc *StepContext) (by string, ok bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			by, ok, err = "", false, fmt.Errorf("gate check panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return check(ctx, sc)
 }
 
 func mergeOutputs(prev, next map[string]string) map[string]string {

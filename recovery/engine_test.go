@@ -756,6 +756,26 @@ func TestASlowGateCheckDoesNotHoldUpTheRestOfTheRun(t *testing.T) {
 	h.waitRun(run.ID, state.RunSucceeded)
 }
 
+// A GateCheck that panics leaves the gate to a person, and the next round
+// asks again.
+func TestAPanickingGateCheckLeavesTheGateWaitingAndIsAskedAgain(t *testing.T) {
+	var checks atomic.Int32
+	h := newHarness(t, []Step{{ID: "gitops.merge", Phase: PhaseDeploy, Gate: GateMerge,
+		GateCheck: func(context.Context, *StepContext) (string, bool, error) {
+			if checks.Add(1) == 1 {
+				panic("a nil MR")
+			}
+			return "alice", true, nil
+		},
+		Action: func(context.Context, *StepContext) (Result, error) { return Result{}, nil }}},
+		Options{GateCheckEvery: 20 * time.Millisecond})
+	run := h.start()
+	h.waitRun(run.ID, state.RunSucceeded)
+	if checks.Load() < 2 {
+		t.Errorf("%d gate checks, want the gate asked again after the panic", checks.Load())
+	}
+}
+
 func auditHas(audit []state.AuditEntry, actor, result string) bool {
 	for _, a := range audit {
 		if a.Actor == actor && a.Result == result {
