@@ -89,6 +89,7 @@ type Engine struct {
 	starting map[string]bool // runs being started, not yet driven: Resume leaves them alone
 	resumeMu sync.Mutex      // one Resume at a time, so a run is never driven twice
 	wg       sync.WaitGroup
+	stopping bool // Wait was called: runs started now are left to the next start
 }
 
 // New makes an engine whose runs live as long as ctx.
@@ -239,9 +240,16 @@ func (e *Engine) active(runID string) bool {
 func (e *Engine) launch(run state.Run) {
 	d := newDriver(e, run)
 	e.mu.Lock()
+	if e.stopping {
+		// A drill tick or a late /dr start during shutdown: the run is
+		// journaled, and the next start resumes it.
+		e.mu.Unlock()
+		e.log.Info("not driving a run started during shutdown; it resumes on the next start", "run_id", run.ID)
+		return
+	}
 	e.drivers[run.ID] = d
+	e.wg.Add(1) // under mu, ordered with Wait's stopping
 	e.mu.Unlock()
-	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		d.loop()
@@ -269,7 +277,12 @@ func (e *Engine) WaitRun(ctx context.Context, runID string) error {
 }
 
 // Wait blocks until every driver has stopped.
-func (e *Engine) Wait() { e.wg.Wait() }
+func (e *Engine) Wait() {
+	e.mu.Lock()
+	e.stopping = true
+	e.mu.Unlock()
+	e.wg.Wait()
+}
 
 func (e *Engine) wake() {
 	if e.opts.OnEnqueue != nil {

@@ -873,3 +873,41 @@ func TestDispatcherSkipsAnEntryRefusedForGoodAndDeliversTheRest(t *testing.T) {
 		t.Errorf("audit = %+v", audit)
 	}
 }
+
+// At shutdown a run may still be starting (a drill tick, a late /dr start)
+// while serve waits for the engine's runs to stop: the run is journaled but
+// not driven, and resumes on the next start. (The race detector caught the
+// WaitGroup's Add from zero racing serve's Wait.)
+func TestARunStartedWhileTheEngineStopsIsLeftForTheNextStart(t *testing.T) {
+	store, err := state.Open(filepath.Join(t.TempDir(), "drbot.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	running := make(chan struct{}, 1)
+	book, _ := NewRunbook([]Step{{ID: "one", Phase: PhaseProvision, Action: func(ctx context.Context, _ *StepContext) (Result, error) {
+		running <- struct{}{}
+		<-ctx.Done()
+		return Result{}, ctx.Err()
+	}}})
+	ctx, stop := context.WithCancel(context.Background())
+	e := New(ctx, store, book, Options{Retry: fastRetry, Logger: quietLogger()})
+	if _, err := e.Start(StartRequest{Target: "first", Initiator: "U1"}); err != nil {
+		t.Fatal(err)
+	}
+	<-running
+	go e.Wait()                       // serve's shutdown
+	time.Sleep(20 * time.Millisecond) // Wait is waiting for the first run
+	stop()
+	time.Sleep(20 * time.Millisecond) // it stopped; nothing orders what follows after Wait
+	late, err := e.Start(StartRequest{Target: "second", Initiator: "U1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Wait()
+	var got state.Run
+	_ = store.View(func(tx *state.Tx) (err error) { got, _, err = tx.Run(late.ID); return })
+	if got.Status.Finished() {
+		t.Errorf("the late run is %s, want it left unfinished for the next start to resume", got.Status)
+	}
+}
