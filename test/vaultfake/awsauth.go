@@ -40,25 +40,12 @@ type awsRole struct {
 	token kubeRole
 }
 
-var awsRoleSchema = map[string]fieldType{
+var awsRoleSchema = withTokenFields(map[string]fieldType{
 	"role":                    tString,
 	"auth_type":               tString,
 	"bound_iam_principal_arn": tCommaStringSlice,
 	"resolve_aws_unique_ids":  tBool,
-	"policies":                tCommaStringSlice,
-	"ttl":                     tDurationSecond,
-	"max_ttl":                 tDurationSecond,
-	"period":                  tDurationSecond,
-	"token_bound_cidrs":       tCommaStringSlice,
-	"token_explicit_max_ttl":  tDurationSecond,
-	"token_max_ttl":           tDurationSecond,
-	"token_no_default_policy": tBool,
-	"token_period":            tDurationSecond,
-	"token_policies":          tCommaStringSlice,
-	"token_type":              tString,
-	"token_ttl":               tDurationSecond,
-	"token_num_uses":          tInt,
-}
+})
 
 // EnableAWSAuth mounts an aws auth method at auth/<mount>/ (or reconfigures
 // the one there). Another type there fails the test.
@@ -129,13 +116,9 @@ func writeAWSRole(existing *awsRole, body map[string]any) (*awsRole, error) {
 	if fs.has("resolve_aws_unique_ids") {
 		r.ResolveAWSUniqueIDs = fs.bool("resolve_aws_unique_ids")
 	}
-	if err := r.token.parseTokenFields(fs); err != nil {
+	if err := r.token.parseTokenParams(fs); err != nil {
 		return nil, err
 	}
-	upgradeStrings(fs, "policies", "token_policies", &r.token.Policies, &r.token.TokenPolicies)
-	upgradeInt(fs, "ttl", "token_ttl", &r.token.TTL, &r.token.TokenTTL)
-	upgradeInt(fs, "max_ttl", "token_max_ttl", &r.token.MaxTTL, &r.token.TokenMaxTTL)
-	upgradeInt(fs, "period", "token_period", &r.token.Period, &r.token.TokenPeriod)
 	return r, nil
 }
 

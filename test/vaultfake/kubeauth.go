@@ -43,29 +43,40 @@ type kubeRole struct {
 	NumUses    int64
 }
 
-var roleSchema = map[string]fieldType{
+// tokenFieldSchema is what every auth method's role takes for the tokens
+// it issues (Vault's tokenutil fields and their deprecated aliases).
+var tokenFieldSchema = map[string]fieldType{
+	"policies":                tCommaStringSlice,
+	"ttl":                     tDurationSecond,
+	"max_ttl":                 tDurationSecond,
+	"period":                  tDurationSecond,
+	"token_bound_cidrs":       tCommaStringSlice,
+	"token_explicit_max_ttl":  tDurationSecond,
+	"token_max_ttl":           tDurationSecond,
+	"token_no_default_policy": tBool,
+	"token_period":            tDurationSecond,
+	"token_policies":          tCommaStringSlice,
+	"token_type":              tString,
+	"token_ttl":               tDurationSecond,
+	"token_num_uses":          tInt,
+}
+
+// withTokenFields is a role schema: the method's own fields and the token ones.
+func withTokenFields(own map[string]fieldType) map[string]fieldType {
+	maps.Copy(own, tokenFieldSchema)
+	return own
+}
+
+var roleSchema = withTokenFields(map[string]fieldType{
 	"name":                                     tString,
 	"bound_service_account_names":              tCommaStringSlice,
 	"bound_service_account_namespaces":         tCommaStringSlice,
 	"bound_service_account_namespace_selector": tString,
 	"audience":                                 tString,
 	"alias_name_source":                        tString,
-	"policies":                                 tCommaStringSlice,
 	"num_uses":                                 tInt,
-	"ttl":                                      tDurationSecond,
-	"max_ttl":                                  tDurationSecond,
-	"period":                                   tDurationSecond,
 	"bound_cidrs":                              tCommaStringSlice,
-	"token_bound_cidrs":                        tCommaStringSlice,
-	"token_explicit_max_ttl":                   tDurationSecond,
-	"token_max_ttl":                            tDurationSecond,
-	"token_no_default_policy":                  tBool,
-	"token_period":                             tDurationSecond,
-	"token_policies":                           tCommaStringSlice,
-	"token_type":                               tString,
-	"token_ttl":                                tDurationSecond,
-	"token_num_uses":                           tInt,
-}
+})
 
 var configSchema = map[string]fieldType{
 	"kubernetes_host":                   tString,
@@ -235,16 +246,11 @@ func writeRole(existing *kubeRole, body map[string]any) (*kubeRole, []string, er
 	}
 	warnings := fs.warnings()
 
-	if err := r.parseTokenFields(fs); err != nil {
+	if err := r.parseTokenParams(fs); err != nil {
 		return nil, nil, err
 	}
-	// Deprecated aliases: the token_* field wins; the old one alone sets both.
-	upgradeStrings(fs, "policies", "token_policies", &r.Policies, &r.TokenPolicies)
 	upgradeStrings(fs, "bound_cidrs", "token_bound_cidrs", &r.BoundCIDRs, &r.TokenBoundCIDRs)
 	upgradeInt(fs, "num_uses", "token_num_uses", &r.NumUses, &r.TokenNumUses)
-	upgradeInt(fs, "ttl", "token_ttl", &r.TTL, &r.TokenTTL)
-	upgradeInt(fs, "max_ttl", "token_max_ttl", &r.MaxTTL, &r.TokenMaxTTL)
-	upgradeInt(fs, "period", "token_period", &r.Period, &r.TokenPeriod)
 	if r.TokenMaxTTL > 0 && r.TokenTTL > r.TokenMaxTTL {
 		return nil, nil, fmt.Errorf("token ttl should not be greater than token max ttl")
 	}
@@ -297,6 +303,19 @@ func writeRole(existing *kubeRole, body map[string]any) (*kubeRole, []string, er
 }
 
 // parseTokenFields mirrors tokenutil.TokenParams.ParseTokenFields.
+// parseTokenParams reads the token fields every role has, with their
+// deprecated aliases: the token_* field wins; the old one alone sets both.
+func (r *kubeRole) parseTokenParams(fs fieldSet) error {
+	if err := r.parseTokenFields(fs); err != nil {
+		return err
+	}
+	upgradeStrings(fs, "policies", "token_policies", &r.Policies, &r.TokenPolicies)
+	upgradeInt(fs, "ttl", "token_ttl", &r.TTL, &r.TokenTTL)
+	upgradeInt(fs, "max_ttl", "token_max_ttl", &r.MaxTTL, &r.TokenMaxTTL)
+	upgradeInt(fs, "period", "token_period", &r.Period, &r.TokenPeriod)
+	return nil
+}
+
 func (r *kubeRole) parseTokenFields(fs fieldSet) error {
 	if fs.has("token_bound_cidrs") {
 		for _, c := range fs.strs("token_bound_cidrs") {
