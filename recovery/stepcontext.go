@@ -1,6 +1,8 @@
 package recovery
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 
@@ -26,6 +28,17 @@ func (sc *StepContext) StepID() string { return sc.step.ID }
 
 // Attempt counts from 1 and includes attempts interrupted by a crash.
 func (sc *StepContext) Attempt() int { return sc.rec.Attempt }
+
+// IdempotencyToken is the token of an AWS call (ClientRequestToken) that
+// does what in this attempt: the SDK's retries of the call send the same
+// one, so a lost response returns the first result. A new attempt gets a
+// new token: AWS answers an old one with its first result even after that
+// resource is gone (a Retry after a person deleted a FAILED cluster would
+// create nothing). Steps find what an earlier attempt made by name first.
+func (sc *StepContext) IdempotencyToken(what string) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s", sc.d.run.ID, sc.rec.Attempt, what))
+	return "drbot-" + hex.EncodeToString(h[:16])
+}
 
 // Handle is the async handle a previous attempt saved, or "".
 func (sc *StepContext) Handle() string { return sc.rec.Handle }

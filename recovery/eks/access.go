@@ -104,7 +104,7 @@ func (a *Access) enableAccessEntries(ctx context.Context, sc *recovery.StepConte
 		out, err := api.UpdateClusterConfig(ctx, &awseks.UpdateClusterConfigInput{
 			Name:               aws.String(name),
 			AccessConfig:       &ekstypes.UpdateAccessConfigRequest{AuthenticationMode: ekstypes.AuthenticationModeApiAndConfigMap},
-			ClientRequestToken: requestToken(sc, "access-config/"+name),
+			ClientRequestToken: aws.String(sc.IdempotencyToken("access-config/" + name)),
 		})
 		if err != nil {
 			return fmt.Errorf("enabling access entries on cluster %q (authentication mode API_AND_CONFIG_MAP): %w", name, err)

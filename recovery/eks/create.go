@@ -2,8 +2,6 @@ package eks
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -45,19 +43,6 @@ func (p *Provisioner) Create(ctx context.Context, sc *recovery.StepContext) (rec
 		return p.applyTerraform(ctx, sc, t)
 	}
 	return recovery.Result{}, recovery.Permanent(fmt.Errorf("target %q: unknown cluster provider %q (want eks, existing or terraform)", t.Name, t.Cluster.Provider))
-}
-
-// requestToken is the idempotency token of a create call: within one
-// attempt of a step the same thing always gets the same token, so the
-// SDK's retry after a lost response returns the first result instead of
-// failing. A new attempt gets a new token: AWS answers a repeated token
-// with the first result even after that resource was deleted, so a Retry
-// after a person deleted a FAILED cluster would otherwise create nothing.
-// Names are unique, so a new attempt never makes a second one: it finds
-// the first (ResourceInUseException) and adopts it.
-func requestToken(sc *recovery.StepContext, what string) *string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s", sc.Run().ID, sc.Attempt(), what))
-	return aws.String("drbot-" + hex.EncodeToString(h[:16]))
 }
 
 func (p *Provisioner) tags(sc *recovery.StepContext, t *config.Target) map[string]string {
@@ -171,7 +156,7 @@ func (p *Provisioner) ensureCluster(ctx context.Context, sc *recovery.StepContex
 			},
 			AccessConfig:       &ekstypes.CreateAccessConfigRequest{AuthenticationMode: ekstypes.AuthenticationModeApi},
 			Tags:               p.tags(sc, t),
-			ClientRequestToken: requestToken(sc, "cluster/"+name),
+			ClientRequestToken: aws.String(sc.IdempotencyToken("cluster/" + name)),
 		}
 		created, err := api.CreateCluster(ctx, in)
 		if isInUse(err) {
@@ -243,7 +228,7 @@ func (p *Provisioner) startNodegroup(ctx context.Context, sc *recovery.StepConte
 				DesiredSize: aws.Int32(int32(c.NodeGroup.Desired)),
 			},
 			Tags:               p.tags(sc, t),
-			ClientRequestToken: requestToken(sc, "nodegroup/"+cluster+"/"+ng),
+			ClientRequestToken: aws.String(sc.IdempotencyToken("nodegroup/" + cluster + "/" + ng)),
 		})
 		if err != nil && !isInUse(err) {
 			err = fmt.Errorf("creating node group %q on %q: %w", ng, cluster, err)
@@ -293,7 +278,7 @@ func startAddon(ctx context.Context, sc *recovery.StepContext, api EKSAPI, clust
 			AddonName:          aws.String(addon),
 			ResolveConflicts:   ekstypes.ResolveConflictsOverwrite,
 			Tags:               tags,
-			ClientRequestToken: requestToken(sc, "addon/"+cluster+"/"+addon),
+			ClientRequestToken: aws.String(sc.IdempotencyToken("addon/" + cluster + "/" + addon)),
 		})
 		if err != nil && !isInUse(err) {
 			return fmt.Errorf("creating add-on %q on %q: %w", addon, cluster, err)

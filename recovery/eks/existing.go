@@ -118,7 +118,7 @@ func (p *Provisioner) scaleUp(ctx context.Context, sc *recovery.StepContext, api
 		ClusterName:        aws.String(cluster),
 		NodegroupName:      aws.String(ex.NodeGroup),
 		ScalingConfig:      scaling,
-		ClientRequestToken: requestToken(sc, "scale/"+cluster+"/"+ex.NodeGroup),
+		ClientRequestToken: aws.String(sc.IdempotencyToken("scale/" + cluster + "/" + ex.NodeGroup)),
 	})
 	if err != nil {
 		return fmt.Errorf("scaling node group %q on %q to %d: %w", ex.NodeGroup, cluster, want, err)

@@ -2,8 +2,6 @@ package teardown
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -329,7 +327,7 @@ func (x *attempt) scaleBack(ctx context.Context) (string, error) {
 	in := &awseks.UpdateNodegroupConfigInput{
 		ClusterName: aws.String(x.cluster), NodegroupName: aws.String(ng),
 		ScalingConfig:      want.config(have),
-		ClientRequestToken: requestToken(x.sc, "scale-back/"+x.cluster+"/"+ng),
+		ClientRequestToken: aws.String(x.sc.IdempotencyToken("scale-back/" + x.cluster + "/" + ng)),
 	}
 	out, err := api.UpdateNodegroupConfig(ctx, in)
 	if err != nil {
@@ -422,12 +420,4 @@ func (s size) config(have *ekstypes.NodegroupScalingConfig) *ekstypes.NodegroupS
 		c.MinSize = aws.Int32(s.desired)
 	}
 	return c
-}
-
-// requestToken is a call's idempotency token, the same for the same
-// attempt of the step and purpose, as recovery/eks makes them: a Retry
-// gets a new one, since AWS answers an old token with its first result.
-func requestToken(sc *recovery.StepContext, what string) *string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s", sc.Run().ID, sc.Attempt(), what))
-	return aws.String("drbot-" + hex.EncodeToString(h[:16]))
 }
