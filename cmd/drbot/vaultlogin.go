@@ -89,11 +89,8 @@ func (v *vaultClients) close() {
 
 // login logs c in with the configured method and returns the token's TTL.
 func (v *vaultClients) login(ctx context.Context, c *vault.Client) (time.Duration, error) {
-	a := v.cfg.Vault.Auth
+	a := v.cfg.Vault.Auth // config.Load defaults Mount to the method and STSRegion to us-east-1
 	mount := strings.Trim(a.Mount, "/")
-	if mount == "" {
-		mount = a.Method
-	}
 	var data map[string]any
 	var err error
 	switch a.Method {
@@ -139,9 +136,6 @@ func kubernetesLoginData(a *config.VaultAuth) (map[string]any, error) {
 // vault.auth.sts_region, which must be the one Vault's mount uses.
 func awsLoginData(ctx context.Context, a *config.VaultAuth) (map[string]any, error) {
 	region := a.STSRegion
-	if region == "" {
-		region = "us-east-1"
-	}
 	endpoint := "https://sts.amazonaws.com/"
 	if region != "us-east-1" {
 		endpoint = "https://sts." + region + ".amazonaws.com/"
